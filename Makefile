@@ -1,0 +1,36 @@
+# modelminder -- the project's verbs. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: help install demo test bench check clean
+
+help: ## Show this help.
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP) ## Create/refresh the virtual environment with everything needed.
+
+demo: $(STAMP) ## Simulate a card-fraud world, ingest it, replay features, verify parity.
+	$(BIN)/minder demo --dir demo-run
+
+test: $(STAMP) ## Run the whole test suite (unit, property, CLI, doctests).
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP) ## Run the benchmarks and print ratios against same-run baselines.
+	$(BIN)/python benchmarks/replay_throughput.py
+
+check: $(STAMP) ## Lint and type-check (ruff + mypy --strict).
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+clean: ## Remove the virtual environment and demo output.
+	rm -rf $(VENV) demo-run .pytest_cache .mypy_cache

@@ -1,0 +1,257 @@
+"""The ``minder`` command: a thin shell over the library (parse, call, format)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from modelminder.errors import InputFileError, MinderError
+
+app = typer.Typer(
+    help="modelminder: keep ML models working after they ship.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+ProjectOpt = Annotated[
+    Path, typer.Option("--project", "-p", help="Project folder (with minder.toml).")
+]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _parse_time(text: str | None, option: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MinderError(
+            f"{option} must be an ISO-8601 time like 2026-03-01 or 2026-03-01T12:00:00Z. "
+            f"Got {text!r}."
+        ) from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return int(value.timestamp() * 1_000_000)
+
+
+def _read_file(path: Path) -> pl.DataFrame:
+    if not path.exists():
+        raise InputFileError(f"File {path} does not exist.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pl.read_parquet(path)
+        if suffix == ".csv":
+            return pl.read_csv(path, infer_schema_length=10_000)
+        if suffix in (".jsonl", ".ndjson"):
+            return pl.read_ndjson(path)
+    except Exception as exc:  # polars raises many types; report them uniformly
+        raise InputFileError(f"Cannot read {path} as {suffix[1:]}: {exc}") from exc
+    raise InputFileError(
+        f"File {path} has extension {suffix!r}. Allowed: .parquet, .csv, .jsonl, .ndjson."
+    )
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")],
+    builtin: Annotated[
+        bool, typer.Option(help="Use the built-in card-fraud feature set instead of a module.")
+    ] = False,
+) -> None:
+    """Create a project: minder.toml and a features module you edit.
+
+    Example: minder init myproj && minder ingest events.parquet --topic events -p myproj
+    """
+    from modelminder.project import init_project
+
+    path = init_project(directory, builtin=builtin)
+    out.print(f"Created {path}. Next: minder ingest FILE --topic events --project {directory}")
+
+
+@app.command()
+def simulate(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the Parquet files.")],
+    days: Annotated[int, typer.Option(help="Days of transactions.")] = 90,
+    cards: Annotated[int, typer.Option(help="Number of cards.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same world).")] = 7,
+) -> None:
+    """Write a simulated card-fraud world: events.parquet, labels.parquet, truth.parquet.
+
+    Example: minder simulate --days 30 --cards 2000 --seed 1 --out data/
+    """
+    from modelminder.sim.world import WorldConfig, simulate as run
+
+    t0 = time.perf_counter()
+    world = run(WorldConfig(days=days, cards=cards, seed=seed))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    world.events.write_parquet(out_dir / "events.parquet")
+    world.labels.write_parquet(out_dir / "labels.parquet")
+    world.truth.write_parquet(out_dir / "truth.parquet")
+    frauds = int(world.truth.get_column("is_fraud").sum())
+    out.print(
+        f"Simulated {world.events.height:,} events ({frauds:,} fraudulent) and "
+        f"{world.labels.height:,} labels in {time.perf_counter() - t0:.1f}s -> {out_dir}/"
+    )
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="Parquet, CSV or JSON-lines file.")],
+    topic: Annotated[str, typer.Option(help="events or labels.")] = "events",
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Append a file to the log (atomic, idempotent by event_id; labels are a backfill).
+
+    Example: minder ingest data/events.parquet --topic events --project myproj
+    """
+    from modelminder.project import load_project
+
+    if topic not in ("events", "labels"):
+        raise MinderError(f"--topic must be 'events' or 'labels'. Got {topic!r}.")
+    proj = load_project(project)
+    frame = _read_file(file)
+    log = proj.open_log()
+    t0 = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task(f"ingest {topic}", total=frame.height)
+        step = lambda n: bar.advance(task, n)  # noqa: E731
+        if topic == "events":
+            result = log.append_events(frame, progress=step)
+        else:
+            result = log.append_labels(frame, progress=step)
+    secs = time.perf_counter() - t0
+    out.print(f"{result.summary()} ({frame.height / max(secs, 1e-9):,.0f} records/s)")
+
+
+@app.command()
+def replay(
+    out_file: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
+    from_: Annotated[str | None, typer.Option("--from", help="Start time (inclusive).")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="End time (exclusive).")] = None,
+    online: Annotated[
+        bool, typer.Option("--online", help="Feed events one by one through the online path.")
+    ] = False,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Compute the feature table (event_id + features) over the log.
+
+    Example: minder replay --out features.parquet --from 2026-02-01 --project myproj
+    """
+    from modelminder.features.runner import replay_log, replay_log_online
+    from modelminder.project import load_project
+
+    proj = load_project(project)
+    plan = proj.plan()
+    log = proj.open_log()
+    f, t = _parse_time(from_, "--from"), _parse_time(to, "--to")
+    t0 = time.perf_counter()
+    if online:
+        with _progress() as bar:
+            task = bar.add_task("online replay", total=log.count("events"))
+            table = replay_log_online(
+                log, plan, from_ts=f, to_ts=t, progress=lambda n: bar.advance(task, n)
+            )
+    else:
+        with console.status("replaying the log"):
+            table = replay_log(log, plan, from_ts=f, to_ts=t)
+    secs = time.perf_counter() - t0
+    tmp = out_file.with_suffix(out_file.suffix + ".tmp")
+    table.write_parquet(tmp)
+    tmp.replace(out_file)  # never leave a half-written output
+    out.print(
+        f"Wrote {table.height:,} events x {len(plan.names)} features to {out_file} in "
+        f"{secs:.1f}s ({table.height / max(secs, 1e-9):,.0f} events/s)"
+    )
+
+
+@app.command("check-parity")
+def check_parity(
+    sample: Annotated[
+        int | None, typer.Option(help="Check only the first N events of the log.")
+    ] = None,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Replay the log both ways (batch and one-by-one online) and report mismatches per feature.
+
+    Exits 1 if any feature differs. Example: minder check-parity --sample 20000 --project myproj
+    """
+    from modelminder.features.runner import compare_tables, replay_log, replay_log_online
+    from modelminder.project import load_project
+
+    proj = load_project(project)
+    plan = proj.plan()
+    log = proj.open_log()
+    if sample is not None and sample < 1:
+        raise MinderError(f"--sample must be a positive number of events. Got {sample}.")
+    to_offset = None
+    if sample is not None:
+        offsets = log.read("events").get_column("offset").head(sample)
+        to_offset = int(offsets.max()) if len(offsets) else 0  # type: ignore[arg-type]
+    with console.status("batch replay"):
+        batch = replay_log(log, plan, to_offset=to_offset)
+    with _progress() as bar:
+        task = bar.add_task("online path", total=batch.height)
+        online_table = replay_log_online(
+            log, plan, to_offset=to_offset, progress=lambda n: bar.advance(task, n)
+        )
+    report = compare_tables(batch, online_table, plan.names)
+    table = Table(title=f"Parity over {report.events:,} events")
+    table.add_column("feature")
+    table.add_column("mismatches", justify="right")
+    table.add_column("examples (replay vs online)")
+    for name in plan.names:
+        table.add_row(name, str(report.mismatches[name]), "; ".join(report.examples[name]))
+    out.print(table)
+    if not report.ok:
+        out.print("[red]FAIL: replay and online disagree.[/red]")
+        raise typer.Exit(1)
+    out.print(f"OK: all {len(plan.names)} features agree on {report.events:,} events.")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option("--dir", help="Folder for the demo project.")] = Path(
+        "demo-run"
+    ),
+    days: Annotated[int, typer.Option(help="Days to simulate.")] = 60,
+    cards: Annotated[int, typer.Option(help="Cards to simulate.")] = 5_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Simulate, ingest, replay and verify parity on the embedded default (what make demo runs).
+
+    Example: minder demo --days 30 --cards 2000
+    """
+    from modelminder.demo import run_demo
+
+    run_demo(workdir, days=days, cards=cards, seed=seed, console=out)
+
+
+def main() -> None:
+    """Entry point: run the app, turning modelminder errors into a message and exit code 2."""
+    try:
+        app()
+    except MinderError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise SystemExit(2) from None

@@ -1,0 +1,31 @@
+"""The one exception hierarchy of modelminder.
+
+Every error a user can cause derives from :class:`MinderError`. The CLI turns these into a
+message and a non-zero exit code; nothing else in the library catches them.
+"""
+
+from __future__ import annotations
+
+
+class MinderError(Exception):
+    """Base class of every error modelminder raises on purpose."""
+
+
+class ConfigError(MinderError):
+    """The project configuration is invalid. Fix the named key in ``minder.toml``."""
+
+
+class FeatureDefinitionError(MinderError):
+    """A feature set is defined wrongly. Fix the named feature in your features module."""
+
+
+class SchemaError(MinderError):
+    """Input data does not match the topic's schema. Nothing was written; fix the named row."""
+
+
+class LogError(MinderError):
+    """The event log cannot do what was asked (missing file, bad range). Read the message."""
+
+
+class InputFileError(MinderError):
+    """An input file cannot be read. Check its path and format."""

@@ -1,0 +1,296 @@
+"""The event log: append-only topics in one SQLite file (WAL), ordered by offset.
+
+Promises
+--------
+* ``append`` is atomic per batch: the whole batch is validated first and written in one
+  transaction, or nothing is written.
+* Idempotent: a record whose id is already in the topic (``event_id`` for events;
+  ``(event_id, source)`` for labels) is skipped and counted as a duplicate.
+* Offsets are assigned by the log, strictly increasing, never reused.
+* Reads come back as Arrow-backed Polars frames in offset order (no row-by-row Python).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import adbc_driver_sqlite.dbapi as adbc
+import polars as pl
+
+from modelminder.errors import LogError
+from modelminder.events.schema import EventSchema, normalize
+
+CHUNK = 50_000
+_SQL_TYPES = {"str": "TEXT", "float": "REAL", "int": "INTEGER", "bool": "INTEGER"}
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What an append did."""
+
+    topic: str
+    received: int
+    inserted: int
+    duplicates: int
+    first_offset: int | None
+    last_offset: int | None
+
+    def summary(self) -> str:
+        if self.inserted == 0 and self.received:
+            return (
+                f"{self.topic}: all {self.received} records were already in the log; "
+                "nothing changed."
+            )
+        dup = f", {self.duplicates} already in the log (skipped)" if self.duplicates else ""
+        return (
+            f"{self.topic}: {self.inserted} appended at offsets "
+            f"{self.first_offset}..{self.last_offset}{dup}."
+        )
+
+
+def _ident(name: str) -> str:
+    # Field names are validated identifiers from the config; quote them anyway.
+    return '"' + name.replace('"', '""') + '"'
+
+
+class EventLog:
+    """An event log in a SQLite file.
+
+    Examples
+    --------
+    >>> import tempfile, datetime as dt, polars as pl
+    >>> d = tempfile.mkdtemp()
+    >>> log = EventLog.open(d + "/log.db", EventSchema({"card_id": "str", "amount": "float"}))
+    >>> batch = pl.DataFrame({"event_id": ["a"], "ts": [dt.datetime(2026, 1, 1)],
+    ...                       "card_id": ["c1"], "amount": [12.5]})
+    >>> log.append_events(batch).inserted
+    1
+    >>> log.append_events(batch).summary()
+    'events: all 1 records were already in the log; nothing changed.'
+    """
+
+    def __init__(self, path: Path, schema: EventSchema) -> None:
+        self.path = path
+        self.schema = schema
+        # One SQLite library per process: every access goes through this ADBC connection
+        # (mixing it with the stdlib sqlite3 module on one file breaks WAL locking).
+        self._conn = adbc.connect(str(path), autocommit=True)
+        self._lock = threading.RLock()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"):
+            self._fetch(f"PRAGMA {pragma}")
+
+    def _fetch(self, sql: str, params: list[Any] | tuple[Any, ...] | None = None) -> list[Any]:
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.execute(sql, parameters=list(params) if params else None)
+                try:
+                    return list(cur.fetchall())
+                except Exception:  # statements without a result set
+                    return []
+            finally:
+                cur.close()
+
+    @classmethod
+    def open(cls, path: str | Path, schema: EventSchema) -> EventLog:
+        """Open (creating if needed) the log at ``path`` for events with ``schema``."""
+        p = Path(path)
+        if not p.parent.exists():
+            raise LogError(f"Cannot create the log at {p}: folder {p.parent} does not exist.")
+        log = cls(p, schema)
+        log._migrate()
+        return log
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _migrate(self) -> None:
+        c = self
+        c._fetch("CREATE TABLE IF NOT EXISTS log_meta (key TEXT PRIMARY KEY, value TEXT)")
+        rows = c._fetch("SELECT value FROM log_meta WHERE key='event_fields'")
+        row = rows[0] if rows else None
+        fields = dict(self.schema.fields)
+        if row is None:
+            cols = "".join(
+                f", {_ident(n)} {_SQL_TYPES[t]} NOT NULL" for n, t in fields.items()
+            )
+            with self._tx():
+                c._fetch(
+                    'CREATE TABLE events ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
+                    f"event_id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL{cols})"
+                )
+                c._fetch("CREATE INDEX events_ts ON events(ts)")
+                c._fetch(
+                    'CREATE TABLE labels ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
+                    "event_id TEXT NOT NULL, is_fraud REAL NOT NULL, label_ts INTEGER NOT NULL, "
+                    "known_at INTEGER NOT NULL, source TEXT NOT NULL, UNIQUE(event_id, source))"
+                )
+                c._fetch(
+                    "INSERT INTO log_meta(key, value) VALUES ('event_fields', ?)",
+                    [json.dumps(fields)],
+                )
+        elif json.loads(row[0]) != fields:
+            raise LogError(
+                f"The log at {self.path} was created for event fields {row[0]}, but the "
+                f"configuration declares {json.dumps(fields)}. Use the original fields, or "
+                "start a new log file."
+            )
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        with self._lock:
+            self._fetch("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._fetch("ROLLBACK")
+                raise
+            self._fetch("COMMIT")
+
+    # -- append ---------------------------------------------------------------------------
+    def append_events(
+        self, frame: pl.DataFrame, progress: Callable[[int], None] | None = None
+    ) -> AppendResult:
+        """Validate and append a batch of events, atomically and idempotently by event_id."""
+        batch = normalize(frame, self.schema.fields, ("ts",))
+        names = ["event_id", "ts", *self.schema.fields]
+        sql = (
+            f"INSERT INTO events ({', '.join(_ident(n) for n in names)}) "
+            f"VALUES ({', '.join('?' for _ in names)}) ON CONFLICT(event_id) DO NOTHING"
+        )
+        return self._insert("events", batch, sql, progress)
+
+    def append_labels(
+        self,
+        frame: pl.DataFrame,
+        *,
+        received_at_us: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> AppendResult:
+        """Append labels. ``received_at_us=None`` is a backfill (``known_at = label_ts``);
+        a live arrival passes the clock's time and gets ``known_at = max(label_ts, received)``.
+        """
+        batch = normalize(frame, {"is_fraud": "float", "source": "str"}, ("label_ts",))
+        known = pl.col("label_ts")
+        if received_at_us is not None:
+            known = pl.max_horizontal(pl.col("label_ts"), pl.lit(received_at_us, pl.Int64))
+        batch = batch.select("event_id", "is_fraud", "label_ts", known.alias("known_at"), "source")
+        sql = (
+            "INSERT INTO labels (event_id, is_fraud, label_ts, known_at, source) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(event_id, source) DO NOTHING"
+        )
+        return self._insert("labels", batch, sql, progress)
+
+    def _insert(
+        self,
+        topic: str,
+        batch: pl.DataFrame,
+        sql: str,
+        progress: Callable[[int], None] | None,
+    ) -> AppendResult:
+        inserted = 0
+        with self._tx():
+            before = self._fetch(f'SELECT COALESCE(MAX("offset"), 0) FROM {topic}')[0][0]
+            cur = self._conn.cursor()
+            try:
+                for start in range(0, batch.height, CHUNK):
+                    chunk = batch.slice(start, CHUNK)
+                    cur.executemany(sql, chunk.to_arrow())
+                    inserted += max(cur.rowcount, 0)
+                    if progress is not None:
+                        progress(chunk.height)
+            finally:
+                cur.close()
+            first, last = self._fetch(
+                f'SELECT MIN("offset"), MAX("offset") FROM {topic} WHERE "offset" > ?', [before]
+            )[0]
+        return AppendResult(
+            topic=topic,
+            received=batch.height,
+            inserted=inserted,
+            duplicates=batch.height - inserted,
+            first_offset=int(first) if inserted else None,
+            last_offset=int(last) if inserted else None,
+        )
+
+    # -- read -----------------------------------------------------------------------------
+    def read(
+        self,
+        topic: str,
+        *,
+        from_offset: int | None = None,
+        to_offset: int | None = None,
+        from_ts: int | None = None,
+        to_ts: int | None = None,
+    ) -> pl.DataFrame:
+        """Records of ``topic`` in offset order, filtered by offset range ``[from, to]`` and/or
+        time range ``[from_ts, to_ts)`` (event time for events, ``known_at`` for labels).
+        Times are int64 microseconds in the ``ts``/``label_ts``/``known_at`` columns."""
+        if topic not in ("events", "labels"):
+            raise LogError(f"Unknown topic {topic!r}. Topics: events, labels.")
+        time_col = "ts" if topic == "events" else "known_at"
+        where: list[str] = []
+        params: list[Any] = []
+        for cond, val in (
+            ('"offset" >= ?', from_offset),
+            ('"offset" <= ?', to_offset),
+            (f"{time_col} >= ?", from_ts),
+            (f"{time_col} < ?", to_ts),
+        ):
+            if val is not None:
+                where.append(cond)
+                params.append(int(val))
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        sql = f'SELECT * FROM {topic}{clause} ORDER BY "offset"'
+        return self._query(sql, params, topic)
+
+    def _query(self, sql: str, params: list[Any], topic: str) -> pl.DataFrame:
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.execute(sql, parameters=params or None)
+                table = cur.fetch_arrow_table()
+            finally:
+                cur.close()
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        if frame.height == 0:
+            return self._empty(topic)
+        casts = {"offset": pl.Int64}
+        if topic == "events":
+            casts["ts"] = pl.Int64
+            for n, t in self.schema.fields.items():
+                casts[n] = {"str": pl.String, "float": pl.Float64, "int": pl.Int64,
+                            "bool": pl.Boolean}[t]
+        return frame.with_columns(
+            [pl.col(n).cast(dt) for n, dt in casts.items()]  # type: ignore[arg-type]
+        )
+
+    def _empty(self, topic: str) -> pl.DataFrame:
+        if topic == "labels":
+            schema: dict[str, Any] = {
+                "offset": pl.Int64, "event_id": pl.String, "is_fraud": pl.Float64,
+                "label_ts": pl.Int64, "known_at": pl.Int64, "source": pl.String,
+            }
+        else:
+            schema = {"offset": pl.Int64, "event_id": pl.String, "ts": pl.Int64}
+            for n, t in self.schema.fields.items():
+                schema[n] = {"str": pl.String, "float": pl.Float64, "int": pl.Int64,
+                             "bool": pl.Boolean}[t]
+        return pl.DataFrame(schema=schema)
+
+    def count(self, topic: str) -> int:
+        """Number of records in ``topic``."""
+        if topic not in ("events", "labels"):
+            raise LogError(f"Unknown topic {topic!r}. Topics: events, labels.")
+        return int(self._fetch(f"SELECT COUNT(*) FROM {topic}")[0][0])
+
+    def event_fields(self) -> Mapping[str, str]:
+        return dict(self.schema.fields)
+

@@ -1,0 +1,152 @@
+"""Topic schemas and batch validation.
+
+A batch is validated whole before anything is written: every problem is reported with its row
+number, ``event_id`` and field, and a batch with any problem is rejected whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import polars as pl
+
+from modelminder.errors import SchemaError
+
+TOPICS = ("events", "labels")
+_PL_TYPES: dict[str, pl.DataType] = {
+    "str": pl.String(),
+    "float": pl.Float64(),
+    "int": pl.Int64(),
+    "bool": pl.Boolean(),
+}
+MAX_REPORTED = 10
+
+
+@dataclass(frozen=True)
+class EventSchema:
+    """The fields of the ``events`` topic beyond ``event_id`` and ``ts`` (name -> type)."""
+
+    fields: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        for name, kind in self.fields.items():
+            if kind not in _PL_TYPES:
+                raise SchemaError(
+                    f"Event field '{name}' has type {kind!r}. Allowed types: "
+                    f"{', '.join(_PL_TYPES)}."
+                )
+            if name in ("event_id", "ts", "offset"):
+                raise SchemaError(
+                    f"Event field '{name}' is reserved (every event has 'event_id' and 'ts'). "
+                    "Remove it from [events].fields."
+                )
+
+
+LABEL_FIELDS = {"event_id": "str", "is_fraud": "float", "label_ts": "ts", "source": "str"}
+
+
+def _ts_column(frame: pl.DataFrame, name: str, problems: list[str]) -> pl.Series | None:
+    s = frame.get_column(name)
+    if isinstance(s.dtype, pl.Datetime):
+        if s.dtype.time_zone is None:
+            s = s.dt.replace_time_zone("UTC")
+        return s.dt.convert_time_zone("UTC").dt.cast_time_unit("us").dt.epoch("us")
+    if s.dtype == pl.Date:
+        return s.cast(pl.Datetime("us")).dt.epoch("us")
+    if s.dtype == pl.String:
+        parsed = s.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+        bad = parsed.is_null() & s.is_not_null()
+        if bad.any():
+            i = int(bad.arg_max() or 0)
+            problems.append(
+                f"row {i}: field '{name}' must be an ISO-8601 time like "
+                f"'2026-03-01T12:00:00Z'; got {s[i]!r}"
+            )
+            return None
+        return parsed.dt.epoch("us")
+    problems.append(
+        f"field '{name}' has type {s.dtype}; it must be a datetime or an ISO-8601 string"
+    )
+    return None
+
+
+def _row_label(frame: pl.DataFrame, i: int) -> str:
+    if "event_id" in frame.columns:
+        return f"row {i} (event_id {frame.get_column('event_id')[i]!r})"
+    return f"row {i}"
+
+
+def normalize(frame: pl.DataFrame, fields: Mapping[str, str], ts_fields: tuple[str, ...]) -> pl.DataFrame:
+    """Cast ``frame`` to the topic schema: ``ts_fields`` become int64 microseconds (UTC).
+
+    Raises :class:`SchemaError` listing the first problems (row, field, value, what is allowed).
+    """
+    problems: list[str] = []
+    required = ["event_id", *ts_fields, *fields]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"The batch has no column(s) {', '.join(repr(m) for m in missing)}. Required columns: "
+            f"{', '.join(required)}. Nothing was written."
+        )
+    extra = [c for c in frame.columns if c not in required]
+    if extra:
+        raise SchemaError(
+            f"The batch has unknown column(s) {', '.join(repr(c) for c in extra)}. Allowed "
+            f"columns: {', '.join(required)}. Declare new fields in minder.toml [events].fields "
+            "or drop them. Nothing was written."
+        )
+    out: dict[str, pl.Series] = {}
+    for name in required:
+        s = frame.get_column(name)
+        nulls = s.is_null()
+        if nulls.any():
+            i = int(nulls.arg_max() or 0)
+            problems.append(f"{_row_label(frame, i)}: field '{name}' is missing (null)")
+            continue
+        if name in ts_fields:
+            ts = _ts_column(frame, name, problems)
+            if ts is not None:
+                out[name] = ts.alias(name)
+            continue
+        kind = "str" if name == "event_id" else fields[name]
+        target = _PL_TYPES[kind]
+        if kind == "str" and s.dtype != pl.String:
+            if s.dtype.is_numeric() and not s.dtype.is_float():
+                s = s.cast(pl.String)
+            else:
+                problems.append(f"field '{name}' has type {s.dtype}; it must be text (str)")
+                continue
+        cast = s.cast(target, strict=False)
+        bad = cast.is_null() & s.is_not_null()
+        if bad.any():
+            i = int(bad.arg_max() or 0)
+            problems.append(
+                f"{_row_label(frame, i)}: field '{name}' must be {kind}; got {s[i]!r}"
+            )
+            continue
+        if kind == "float":
+            nonfinite = ~cast.is_finite()
+            if nonfinite.any():
+                i = int(nonfinite.arg_max() or 0)
+                problems.append(
+                    f"{_row_label(frame, i)}: field '{name}' must be a finite number; "
+                    f"got {cast[i]!r} ({int(nonfinite.sum())} such rows)"
+                )
+                continue
+        if name == "event_id":
+            empty = cast.str.len_chars() == 0
+            if empty.any():
+                problems.append(f"row {int(empty.arg_max() or 0)}: field 'event_id' is empty")
+                continue
+        out[name] = cast
+    if problems:
+        shown = problems[:MAX_REPORTED]
+        more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
+        raise SchemaError(
+            "The batch was rejected whole; nothing was written:\n  - "
+            + "\n  - ".join(shown)
+            + more
+        )
+    return pl.DataFrame([out[name] for name in required])

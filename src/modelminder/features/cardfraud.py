@@ -1,0 +1,76 @@
+"""The built-in card-fraud feature set used by the demo (and a template for your own)."""
+
+from __future__ import annotations
+
+from modelminder.features.dsl import (
+    Compute,
+    FeatureSet,
+    LabelWindow,
+    Window,
+    col,
+    count,
+    distinct,
+    label_sum,
+    max_,
+    mean,
+    since_last,
+    std,
+    sum_,
+)
+
+CARD_EVENT_FIELDS = {
+    "card_id": "str",
+    "merchant_id": "str",
+    "amount": "float",
+    "country": "str",
+    "channel": "str",
+}
+
+
+def card_fraud_features() -> FeatureSet:
+    """Amount, card velocity, z-score, novelty and label-aware merchant risk features.
+
+    Examples
+    --------
+    >>> fs = card_fraud_features()
+    >>> fs.validate(CARD_EVENT_FIELDS)
+    >>> len(fs.feature_names) > 20
+    True
+    """
+    velocity = [
+        Window(f"card_{what}_{w}", agg, by="card_id", window=w)
+        for w in ("1h", "24h", "7d", "30d")
+        for what, agg in (("count", count()), ("amount_sum", sum_("amount")))
+    ]
+    return FeatureSet(
+        "card_fraud",
+        [
+            Compute("amount_log", col("amount").log1p()),
+            Compute("hour_of_day", col("ts").hour_of_day()),
+            Compute("is_online", col("channel").eq("online")),
+            *velocity,
+            Window("card_amount_mean_30d", mean("amount"), by="card_id", window="30d"),
+            Window("card_amount_std_30d", std("amount"), by="card_id", window="30d"),
+            Window("card_amount_max_24h", max_("amount"), by="card_id", window="24h"),
+            Window("card_merchants_24h", distinct("merchant_id"), by="card_id", window="24h"),
+            Window("card_secs_since_last", since_last(), by="card_id", window="30d"),
+            Compute(
+                "amount_z_30d",
+                (col("amount") - col("card_amount_mean_30d")) / col("card_amount_std_30d"),
+            ),
+            Compute("amount_ratio_24h_30d", col("card_amount_sum_24h") / col("card_amount_sum_30d")),
+            Window("card_country_seen_30d", count(), by=("card_id", "country"), window="30d"),
+            Window("card_channel_seen_30d", count(), by=("card_id", "channel"), window="30d"),
+            Compute("new_country", col("card_country_seen_30d").eq(0.0)),
+            Compute("new_channel", col("card_channel_seen_30d").eq(0.0)),
+            Window("merchant_count_7d", count(), by="merchant_id", window="7d"),
+            Window("merchant_count_28d", count(), by="merchant_id", window="28d"),
+            LabelWindow("merchant_frauds_7d", label_sum(), by="merchant_id", window="7d"),
+            LabelWindow("merchant_frauds_28d", label_sum(), by="merchant_id", window="28d"),
+            Compute("merchant_fraud_rate_7d", col("merchant_frauds_7d") / col("merchant_count_7d")),
+            Compute(
+                "merchant_fraud_rate_28d", col("merchant_frauds_28d") / col("merchant_count_28d")
+            ),
+        ],
+        allowed_lateness="1d",
+    )

@@ -1,0 +1,130 @@
+"""Compile a validated :class:`FeatureSet` into the arrays the kernel runs on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from modelminder.features.dsl import Compute, FeatureSet, LabelWindow, Window
+from modelminder.features.expr import Expr
+from modelminder.features.kernel import KIND_CODES
+
+
+@dataclass
+class WindowGroup:
+    """All window features that share one entity key."""
+
+    keys: tuple[str, ...]
+    values: list[Expr]  # aggregated value expressions, indexed by spec column
+    categoricals: list[str]  # fields whose distinct values are counted
+    specs: npt.NDArray[np.int64]  # rows of (kind, window_us, column, output index)
+    horizon: int
+
+
+@dataclass
+class LabelGroup:
+    """All label-aware features that share one entity key."""
+
+    keys: tuple[str, ...]
+    specs: npt.NDArray[np.int64]
+    horizon: int
+
+
+@dataclass
+class Plan:
+    """A feature set compiled for execution; shared by replay and online."""
+
+    feature_set: FeatureSet
+    schema: dict[str, str]
+    names: list[str]
+    window_groups: list[WindowGroup]
+    label_groups: list[LabelGroup]
+    computes: list[tuple[int, Expr]]
+
+    @property
+    def max_horizon(self) -> int:
+        groups: list[WindowGroup | LabelGroup] = [*self.window_groups, *self.label_groups]
+        return max((g.horizon for g in groups), default=0)
+
+    @property
+    def expression_fields(self) -> set[str]:
+        """Event fields that expressions read (the only ones converted to NumPy)."""
+        out: set[str] = set()
+        for g in self.window_groups:
+            for v in g.values:
+                out.update(n for n in v.names() if n in self.schema)
+        for _, expr in self.computes:
+            out.update(n for n in expr.names() if n in self.schema)
+        return out
+
+    @property
+    def needed_fields(self) -> set[str]:
+        """Event fields that any feature reads."""
+        out: set[str] = set()
+        for g in self.window_groups:
+            out.update(g.keys, g.categoricals)
+            for v in g.values:
+                out.update(v.names())
+        for lg in self.label_groups:
+            out.update(lg.keys)
+        for _, expr in self.computes:
+            out.update(n for n in expr.names() if n in self.schema)
+        return out
+
+
+def compile_plan(feature_set: FeatureSet, schema: Mapping[str, str]) -> Plan:
+    """Validate ``feature_set`` against ``schema`` and compile it."""
+    feature_set.validate(schema)
+    lateness = feature_set.lateness_us
+    names = feature_set.feature_names
+    wrows: dict[tuple[str, ...], list[list[int]]] = {}
+    wvalues: dict[tuple[str, ...], list[Expr]] = {}
+    wcats: dict[tuple[str, ...], list[str]] = {}
+    lrows: dict[tuple[str, ...], list[list[int]]] = {}
+    computes: list[tuple[int, Expr]] = []
+    for idx, feat in enumerate(feature_set.features):
+        if isinstance(feat, Window):
+            rows = wrows.setdefault(feat.keys, [])
+            column = 0
+            if feat.agg.value is not None:
+                vals = wvalues.setdefault(feat.keys, [])
+                desc = [v.describe() for v in vals]
+                text = feat.agg.value.describe()
+                if text not in desc:
+                    vals.append(feat.agg.value)
+                    desc.append(text)
+                column = desc.index(text)
+            elif feat.agg.field is not None:
+                cats = wcats.setdefault(feat.keys, [])
+                if feat.agg.field not in cats:
+                    cats.append(feat.agg.field)
+                column = cats.index(feat.agg.field)
+            rows.append([KIND_CODES[feat.agg.kind], feat.window_us, column, idx])
+        elif isinstance(feat, LabelWindow):
+            lrows.setdefault(feat.keys, []).append(
+                [KIND_CODES[feat.agg.kind], feat.window_us, 0, idx]
+            )
+        elif isinstance(feat, Compute):
+            computes.append((idx, feat.expr))
+    window_groups = [
+        WindowGroup(
+            keys=keys,
+            values=wvalues.get(keys, []),
+            categoricals=wcats.get(keys, []),
+            specs=np.array(rows, dtype=np.int64).reshape(-1, 4),
+            horizon=max(r[1] for r in rows) + lateness,
+        )
+        for keys, rows in wrows.items()
+    ]
+    label_groups = [
+        LabelGroup(
+            keys=keys,
+            specs=np.array(rows, dtype=np.int64).reshape(-1, 4),
+            horizon=max(r[1] for r in rows) + lateness,
+        )
+        for keys, rows in lrows.items()
+    ]
+    return Plan(feature_set, dict(schema), names, window_groups, label_groups, computes)

@@ -1,0 +1,170 @@
+"""A modelminder project: a folder with ``minder.toml``, the log file and a features module.
+
+``minder init DIR`` writes a project that works with ``minder ingest`` and ``minder replay`` at
+once; every command takes ``--project DIR``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelminder.errors import ConfigError
+from modelminder.events.log import EventLog
+from modelminder.events.schema import EventSchema
+from modelminder.features.dsl import FeatureSet
+from modelminder.features.plan import Plan, compile_plan
+
+CONFIG_NAME = "minder.toml"
+BUILTIN_SETS = ("card_fraud",)
+
+CONFIG_TEMPLATE = """\
+# modelminder project configuration.
+[project]
+name = "{name}"
+# The embedded event log (SQLite, WAL mode), relative to this folder.
+log = "minder.db"
+
+[events]
+# The fields of your events besides 'event_id' and 'ts' (types: str, float, int, bool).
+fields = {{ card_id = "str", merchant_id = "str", amount = "float", country = "str", channel = "str" }}
+
+[features]
+# A Python file defining FEATURES = FeatureSet(...); edit it to define your own features.
+module = "features.py"
+"""
+
+FEATURES_TEMPLATE = '''\
+"""Your feature set: defined once, computed the same way by replay and by the live path.
+
+Edit freely; `minder replay` and `minder check-parity` pick it up.
+"""
+
+from modelminder.features.cardfraud import card_fraud_features
+from modelminder.features.dsl import Compute, FeatureSet, Window, col, count, mean, sum_
+
+# Start from the built-in card-fraud features and add your own.
+_builtin = card_fraud_features()
+
+FEATURES = FeatureSet(
+    "my_features",
+    [
+        *_builtin.features,
+        Window("merchant_amount_mean_7d", mean("amount"), by="merchant_id", window="7d"),
+        Compute("amount_vs_merchant", col("amount") / col("merchant_amount_mean_7d")),
+    ],
+    allowed_lateness="1d",
+)
+
+# Unused imports kept as a menu of what is available:
+_ = (count, sum_)
+'''
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded project."""
+
+    root: Path
+    name: str
+    log_path: Path
+    schema: EventSchema
+    features_module: Path | None
+    builtin: str | None
+
+    def open_log(self) -> EventLog:
+        return EventLog.open(self.log_path, self.schema)
+
+    def feature_set(self) -> FeatureSet:
+        if self.builtin is not None:
+            from modelminder.features.cardfraud import card_fraud_features
+
+            return card_fraud_features()
+        assert self.features_module is not None
+        return _load_features(self.features_module)
+
+    def plan(self) -> Plan:
+        return compile_plan(self.feature_set(), dict(self.schema.fields))
+
+
+def load_project(root: str | Path) -> Project:
+    """Read ``minder.toml`` in ``root``; errors name the key and the fix."""
+    base = Path(root).resolve()
+    path = base / CONFIG_NAME
+    if not path.exists():
+        raise ConfigError(
+            f"No {CONFIG_NAME} in {base}. Create a project with 'minder init {root}' or pass "
+            "--project DIR pointing at one."
+        )
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}.") from exc
+    proj = data.get("project", {})
+    name = str(proj.get("name", base.name))
+    log = proj.get("log", "minder.db")
+    if not isinstance(log, str) or not log:
+        raise ConfigError(f"[project].log in {path} must be a file name like 'minder.db'.")
+    fields = data.get("events", {}).get("fields")
+    if not isinstance(fields, dict) or not fields:
+        raise ConfigError(
+            f"[events].fields in {path} must be a table of field = type, e.g. "
+            '{ card_id = "str", amount = "float" }.'
+        )
+    feats = data.get("features", {})
+    module = feats.get("module")
+    builtin = feats.get("builtin")
+    if (module is None) == (builtin is None):
+        raise ConfigError(
+            f"[features] in {path} must set exactly one of 'module' (a Python file defining "
+            f"FEATURES) or 'builtin' (one of: {', '.join(BUILTIN_SETS)})."
+        )
+    if builtin is not None and builtin not in BUILTIN_SETS:
+        raise ConfigError(
+            f"[features].builtin in {path} is {builtin!r}. Allowed: {', '.join(BUILTIN_SETS)}."
+        )
+    return Project(
+        root=base,
+        name=name,
+        log_path=base / log,
+        schema=EventSchema({str(k): str(v) for k, v in fields.items()}),
+        features_module=(base / module) if module is not None else None,
+        builtin=builtin,
+    )
+
+
+def _load_features(path: Path) -> FeatureSet:
+    if not path.exists():
+        raise ConfigError(
+            f"The features module {path} does not exist. Fix [features].module in minder.toml."
+        )
+    spec = importlib.util.spec_from_file_location(f"minder_user_features_{abs(hash(path))}", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"Cannot import the features module {path}.")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fs = getattr(module, "FEATURES", None)
+    if not isinstance(fs, FeatureSet):
+        raise ConfigError(
+            f"The features module {path} must define FEATURES = FeatureSet(...). "
+            f"Found {type(fs).__name__}."
+        )
+    return fs
+
+
+def init_project(root: str | Path, *, builtin: bool = False) -> Path:
+    """Create a project folder (refuses to overwrite an existing ``minder.toml``)."""
+    base = Path(root)
+    base.mkdir(parents=True, exist_ok=True)
+    config = base / CONFIG_NAME
+    if config.exists():
+        raise ConfigError(f"{config} already exists; not overwriting it.")
+    text = CONFIG_TEMPLATE.format(name=base.resolve().name)
+    if builtin:
+        text = text.replace('module = "features.py"', 'builtin = "card_fraud"')
+    else:
+        (base / "features.py").write_text(FEATURES_TEMPLATE)
+    config.write_text(text)
+    return config
