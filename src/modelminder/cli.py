@@ -101,7 +101,8 @@ def simulate(
 
     Example: minder simulate --days 30 --cards 2000 --seed 1 --out data/
     """
-    from modelminder.sim.world import WorldConfig, simulate as run
+    from modelminder.sim.world import WorldConfig
+    from modelminder.sim.world import simulate as run
 
     t0 = time.perf_counter()
     world = run(WorldConfig(days=days, cards=cards, seed=seed))
@@ -132,9 +133,8 @@ def ingest(
         raise MinderError(f"--topic must be 'events' or 'labels'. Got {topic!r}.")
     proj = load_project(project)
     frame = _read_file(file)
-    log = proj.open_log()
     t0 = time.perf_counter()
-    with _progress() as bar:
+    with proj.open_log() as log, _progress() as bar:
         task = bar.add_task(f"ingest {topic}", total=frame.height)
         step = lambda n: bar.advance(task, n)  # noqa: E731
         if topic == "events":
@@ -164,18 +164,18 @@ def replay(
 
     proj = load_project(project)
     plan = proj.plan()
-    log = proj.open_log()
     f, t = _parse_time(from_, "--from"), _parse_time(to, "--to")
     t0 = time.perf_counter()
-    if online:
-        with _progress() as bar:
-            task = bar.add_task("online replay", total=log.count("events"))
-            table = replay_log_online(
-                log, plan, from_ts=f, to_ts=t, progress=lambda n: bar.advance(task, n)
-            )
-    else:
-        with console.status("replaying the log"):
-            table = replay_log(log, plan, from_ts=f, to_ts=t)
+    with proj.open_log() as log:
+        if online:
+            with _progress() as bar:
+                task = bar.add_task("online replay", total=log.count("events"))
+                table = replay_log_online(
+                    log, plan, from_ts=f, to_ts=t, progress=lambda n: bar.advance(task, n)
+                )
+        else:
+            with console.status("replaying the log"):
+                table = replay_log(log, plan, from_ts=f, to_ts=t)
     secs = time.perf_counter() - t0
     tmp = out_file.with_suffix(out_file.suffix + ".tmp")
     table.write_parquet(tmp)
@@ -202,20 +202,20 @@ def check_parity(
 
     proj = load_project(project)
     plan = proj.plan()
-    log = proj.open_log()
     if sample is not None and sample < 1:
         raise MinderError(f"--sample must be a positive number of events. Got {sample}.")
-    to_offset = None
-    if sample is not None:
-        offsets = log.read("events").get_column("offset").head(sample)
-        to_offset = int(offsets.max()) if len(offsets) else 0  # type: ignore[arg-type]
-    with console.status("batch replay"):
-        batch = replay_log(log, plan, to_offset=to_offset)
-    with _progress() as bar:
-        task = bar.add_task("online path", total=batch.height)
-        online_table = replay_log_online(
-            log, plan, to_offset=to_offset, progress=lambda n: bar.advance(task, n)
-        )
+    with proj.open_log() as log:
+        to_offset = None
+        if sample is not None:
+            offsets = log.read("events").get_column("offset").head(sample)
+            to_offset = int(offsets.max()) if len(offsets) else 0  # type: ignore[arg-type]
+        with console.status("batch replay"):
+            batch = replay_log(log, plan, to_offset=to_offset)
+        with _progress() as bar:
+            task = bar.add_task("online path", total=batch.height)
+            online_table = replay_log_online(
+                log, plan, to_offset=to_offset, progress=lambda n: bar.advance(task, n)
+            )
     report = compare_tables(batch, online_table, plan.names)
     table = Table(title=f"Parity over {report.events:,} events")
     table.add_column("feature")

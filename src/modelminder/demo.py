@@ -29,12 +29,7 @@ def run_demo(workdir: Path, *, days: int, cards: int, seed: int, console: Consol
         f"{int(world.truth.get_column('is_fraud').sum()):,} fraudulent, "
         f"{world.labels.height:,} labels known by the end ({time.perf_counter() - t0:.1f}s)."
     )
-    scen = (
-        world.truth.filter(pl.col("scenario") != "")
-        .group_by("scenario")
-        .len()
-        .sort("scenario")
-    )
+    scen = world.truth.filter(pl.col("scenario") != "").group_by("scenario").len().sort("scenario")
     console.print(
         "   fraud scenarios: "
         + ", ".join(f"{r['scenario']}={r['len']}" for r in scen.iter_rows(named=True))
@@ -45,7 +40,9 @@ def run_demo(workdir: Path, *, days: int, cards: int, seed: int, console: Consol
     ev = log.append_events(world.events)
     secs = time.perf_counter() - t0
     lab = log.append_labels(world.labels)
-    console.print(f"2. Ingested into the embedded log: {ev.summary()} ({ev.inserted / secs:,.0f}/s)")
+    console.print(
+        f"2. Ingested into the embedded log: {ev.summary()} ({ev.inserted / secs:,.0f}/s)"
+    )
     console.print(f"   {lab.summary()}")
     again = log.append_events(world.events.head(1000))
     console.print(f"   re-sending 1,000 events: {again.summary()}")
@@ -89,4 +86,5 @@ def run_demo(workdir: Path, *, days: int, cards: int, seed: int, console: Consol
         f"({secs / sample * 1e6:,.0f} us/event incl. Python adapter): features {verdict} to "
         "replay."
     )
+    log.close()
     console.print(f"Outputs in {workdir}/ (minder.db, features.parquet).")

@@ -11,7 +11,9 @@ SECOND = 1_000_000
 
 
 @st.composite
-def streams(draw: st.DrawFn, max_events: int = 60) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def streams(
+    draw: st.DrawFn, max_events: int = 60
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     n = draw(st.integers(1, max_events))
     cards = draw(st.integers(1, 4))
     merchants = draw(st.integers(1, 3))

@@ -21,18 +21,28 @@ from .strategies import SCHEMA, streams
 RTOL, ATOL = 1e-7, 1e-6
 
 
-def _frames(events: list[dict[str, Any]], labels: list[dict[str, Any]]) -> tuple[
-    pl.DataFrame, pl.DataFrame
-]:
-    ev = pl.DataFrame(events, schema={"event_id": pl.String, "ts": pl.Int64, "card": pl.String,
-                                      "merch": pl.String, "amount": pl.Float64})
-    lab = pl.DataFrame(labels, schema={"event_id": pl.String, "known_at": pl.Int64,
-                                       "is_fraud": pl.Float64})
+def _frames(
+    events: list[dict[str, Any]], labels: list[dict[str, Any]]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    ev = pl.DataFrame(
+        events,
+        schema={
+            "event_id": pl.String,
+            "ts": pl.Int64,
+            "card": pl.String,
+            "merch": pl.String,
+            "amount": pl.Float64,
+        },
+    )
+    lab = pl.DataFrame(
+        labels, schema={"event_id": pl.String, "known_at": pl.Int64, "is_fraud": pl.Float64}
+    )
     return ev, lab
 
 
-def _online(plan: Any, events: list[dict[str, Any]], labels: list[dict[str, Any]],
-            cuts: list[int]) -> np.ndarray:
+def _online(
+    plan: Any, events: list[dict[str, Any]], labels: list[dict[str, Any]], cuts: list[int]
+) -> np.ndarray:
     """Feed events in micro-batches cut at ``cuts``; labels arrive as they become known."""
     engine = OnlineEngine(plan)
     by_id = {e["event_id"]: e for e in events}
@@ -50,16 +60,26 @@ def _online(plan: Any, events: list[dict[str, Any]], labels: list[dict[str, Any]
         while pending and pending[0]["known_at"] <= high:
             lab = pending.pop(0)
             engine.add_label(by_id[lab["event_id"]], lab["is_fraud"], lab["known_at"])
-        frame = pl.DataFrame(chunk, schema={"event_id": pl.String, "ts": pl.Int64,
-                                            "card": pl.String, "merch": pl.String,
-                                            "amount": pl.Float64})
+        frame = pl.DataFrame(
+            chunk,
+            schema={
+                "event_id": pl.String,
+                "ts": pl.Int64,
+                "card": pl.String,
+                "merch": pl.String,
+                "amount": pl.Float64,
+            },
+        )
         rows.append(engine.process_frame(frame).drop("event_id").to_numpy())
     return np.vstack(rows)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=streams(), cuts=st.lists(st.integers(0, 60), max_size=6),
-       lateness=st.sampled_from(["1h", "1d"]))
+@given(
+    data=streams(),
+    cuts=st.lists(st.integers(0, 60), max_size=6),
+    lateness=st.sampled_from(["1h", "1d"]),
+)
 def test_replay_equals_online_and_reference(
     data: tuple[list[dict[str, Any]], list[dict[str, Any]]], cuts: list[int], lateness: str
 ) -> None:
@@ -86,8 +106,11 @@ def test_replay_of_a_prefix_agrees_with_replay_of_the_whole(
     whole = replay_frame(plan, ev, lab).drop("event_id").to_numpy()
     k = len(events) // 2
     part = replay_frame(plan, ev.head(k), lab).drop("event_id").to_numpy()
-    label_free = [i for i, n in enumerate(plan.names) if "frauds" not in n and "labels" not in n
-                  and n != "fraud_rate"]
+    label_free = [
+        i
+        for i, n in enumerate(plan.names)
+        if "frauds" not in n and "labels" not in n and n != "fraud_rate"
+    ]
     np.testing.assert_array_equal(whole[:k][:, label_free], part[:, label_free])
 
 
@@ -130,7 +153,8 @@ def test_online_state_is_bounded_by_the_largest_window() -> None:
     engine = OnlineEngine(plan)
     s = 1_000_000
     for i in range(3000):  # one hot card, an event every 5 minutes for ~10 days
-        engine.process({"event_id": f"e{i}", "ts": i * 300 * s, "card": "hot", "merch": "m",
-                        "amount": 1.0})
+        engine.process(
+            {"event_id": f"e{i}", "ts": i * 300 * s, "card": "hot", "merch": "m", "amount": 1.0}
+        )
     # Largest window is 3d (pair_seen_3d) + 1h lateness = 876 five-minute slots.
     assert engine.max_key_size() <= 3 * 288 + 12 + 1

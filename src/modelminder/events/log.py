@@ -104,11 +104,24 @@ class EventLog:
         if not p.parent.exists():
             raise LogError(f"Cannot create the log at {p}: folder {p.parent} does not exist.")
         log = cls(p, schema)
-        log._migrate()
+        try:
+            log._migrate()
+        except BaseException:
+            log.close()
+            raise
         return log
 
     def close(self) -> None:
-        self._conn.close()
+        """Close the connection (idempotent)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None  # type: ignore[assignment]
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _migrate(self) -> None:
         c = self
@@ -117,9 +130,7 @@ class EventLog:
         row = rows[0] if rows else None
         fields = dict(self.schema.fields)
         if row is None:
-            cols = "".join(
-                f", {_ident(n)} {_SQL_TYPES[t]} NOT NULL" for n, t in fields.items()
-            )
+            cols = "".join(f", {_ident(n)} {_SQL_TYPES[t]} NOT NULL" for n, t in fields.items())
             with self._tx():
                 c._fetch(
                     'CREATE TABLE events ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
@@ -266,8 +277,12 @@ class EventLog:
         if topic == "events":
             casts["ts"] = pl.Int64
             for n, t in self.schema.fields.items():
-                casts[n] = {"str": pl.String, "float": pl.Float64, "int": pl.Int64,
-                            "bool": pl.Boolean}[t]
+                casts[n] = {
+                    "str": pl.String,
+                    "float": pl.Float64,
+                    "int": pl.Int64,
+                    "bool": pl.Boolean,
+                }[t]
         return frame.with_columns(
             [pl.col(n).cast(dt) for n, dt in casts.items()]  # type: ignore[arg-type]
         )
@@ -275,14 +290,22 @@ class EventLog:
     def _empty(self, topic: str) -> pl.DataFrame:
         if topic == "labels":
             schema: dict[str, Any] = {
-                "offset": pl.Int64, "event_id": pl.String, "is_fraud": pl.Float64,
-                "label_ts": pl.Int64, "known_at": pl.Int64, "source": pl.String,
+                "offset": pl.Int64,
+                "event_id": pl.String,
+                "is_fraud": pl.Float64,
+                "label_ts": pl.Int64,
+                "known_at": pl.Int64,
+                "source": pl.String,
             }
         else:
             schema = {"offset": pl.Int64, "event_id": pl.String, "ts": pl.Int64}
             for n, t in self.schema.fields.items():
-                schema[n] = {"str": pl.String, "float": pl.Float64, "int": pl.Int64,
-                             "bool": pl.Boolean}[t]
+                schema[n] = {
+                    "str": pl.String,
+                    "float": pl.Float64,
+                    "int": pl.Int64,
+                    "bool": pl.Boolean,
+                }[t]
         return pl.DataFrame(schema=schema)
 
     def count(self, topic: str) -> int:
@@ -293,4 +316,3 @@ class EventLog:
 
     def event_fields(self) -> Mapping[str, str]:
         return dict(self.schema.fields)
-

@@ -60,7 +60,7 @@ def _ts_column(frame: pl.DataFrame, name: str, problems: list[str]) -> pl.Series
         if bad.any():
             i = int(bad.arg_max() or 0)
             problems.append(
-                f"row {i}: field '{name}' must be an ISO-8601 time like "
+                f"{_row_label(frame, i)}: field '{name}' must be an ISO-8601 time like "
                 f"'2026-03-01T12:00:00Z'; got {s[i]!r}"
             )
             return None
@@ -77,7 +77,9 @@ def _row_label(frame: pl.DataFrame, i: int) -> str:
     return f"row {i}"
 
 
-def normalize(frame: pl.DataFrame, fields: Mapping[str, str], ts_fields: tuple[str, ...]) -> pl.DataFrame:
+def normalize(
+    frame: pl.DataFrame, fields: Mapping[str, str], ts_fields: tuple[str, ...]
+) -> pl.DataFrame:
     """Cast ``frame`` to the topic schema: ``ts_fields`` become int64 microseconds (UTC).
 
     Raises :class:`SchemaError` listing the first problems (row, field, value, what is allowed).
@@ -122,9 +124,7 @@ def normalize(frame: pl.DataFrame, fields: Mapping[str, str], ts_fields: tuple[s
         bad = cast.is_null() & s.is_not_null()
         if bad.any():
             i = int(bad.arg_max() or 0)
-            problems.append(
-                f"{_row_label(frame, i)}: field '{name}' must be {kind}; got {s[i]!r}"
-            )
+            problems.append(f"{_row_label(frame, i)}: field '{name}' must be {kind}; got {s[i]!r}")
             continue
         if kind == "float":
             nonfinite = ~cast.is_finite()
@@ -143,10 +143,12 @@ def normalize(frame: pl.DataFrame, fields: Mapping[str, str], ts_fields: tuple[s
         out[name] = cast
     if problems:
         shown = problems[:MAX_REPORTED]
-        more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
+        more = (
+            f"\n  ... and {len(problems) - MAX_REPORTED} more"
+            if len(problems) > MAX_REPORTED
+            else ""
+        )
         raise SchemaError(
-            "The batch was rejected whole; nothing was written:\n  - "
-            + "\n  - ".join(shown)
-            + more
+            "The batch was rejected whole; nothing was written:\n  - " + "\n  - ".join(shown) + more
         )
     return pl.DataFrame([out[name] for name in required])

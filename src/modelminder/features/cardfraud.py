@@ -58,7 +58,9 @@ def card_fraud_features() -> FeatureSet:
                 "amount_z_30d",
                 (col("amount") - col("card_amount_mean_30d")) / col("card_amount_std_30d"),
             ),
-            Compute("amount_ratio_24h_30d", col("card_amount_sum_24h") / col("card_amount_sum_30d")),
+            Compute(
+                "amount_ratio_24h_30d", col("card_amount_sum_24h") / col("card_amount_sum_30d")
+            ),
             Window("card_country_seen_30d", count(), by=("card_id", "country"), window="30d"),
             Window("card_channel_seen_30d", count(), by=("card_id", "channel"), window="30d"),
             Compute("new_country", col("card_country_seen_30d").eq(0.0)),

@@ -315,8 +315,10 @@ def _check_refs(
     for ref in sorted(expr.names()):
         if ref in fields or ref == "ts" or (allow_features and ref in seen):
             continue
-        hint = "an event field or a feature defined before it" if allow_features else (
-            "an event field"
+        hint = (
+            "an event field or a feature defined before it"
+            if allow_features
+            else ("an event field")
         )
         raise FeatureDefinitionError(
             f"Feature '{name}' refers to '{ref}', which is not {hint}. "

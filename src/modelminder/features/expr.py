@@ -68,8 +68,9 @@ _UNARY: dict[str, Callable[[Array], Array]] = {
     "neg": lambda a: -_as_float(a),
     "is_missing": lambda a: np.isnan(_as_float(a)).astype(np.float64),
     # Timestamps are integer microseconds since the Unix epoch, in UTC.
-    "hour_of_day": lambda a: ((np.asarray(a, np.int64) % _MICROS_PER_DAY) // _MICROS_PER_HOUR)
-    .astype(np.float64),
+    "hour_of_day": lambda a: (
+        (np.asarray(a, np.int64) % _MICROS_PER_DAY) // _MICROS_PER_HOUR
+    ).astype(np.float64),
     # 1970-01-01 was a Thursday; shift so that Monday is 0.
     "day_of_week": lambda a: (((np.asarray(a, np.int64) // _MICROS_PER_DAY) + 3) % 7).astype(
         np.float64

@@ -110,7 +110,10 @@ def window_step(t, xin, cin, rin, ts, X, C, P0, P1, P2, meta, shift, specs, hori
                 if k > 1:
                     s2 = P2[hi, col] - P2[lo, col]
                     var = (s2 - s1 * s1 / k) / (k - 1.0)
-                    out[row, o] = np.sqrt(var) if var > 0.0 else 0.0
+                    # Below this the variance is cancellation noise of the prefix sums: the
+                    # values are equal to within float precision, so the spread is exactly 0.
+                    noise = 1e-10 * s2 / k
+                    out[row, o] = np.sqrt(var) if var > noise else 0.0
                 else:
                     out[row, o] = np.nan
         elif kind == K_MIN or kind == K_MAX:
@@ -201,8 +204,22 @@ def window_replay(ts_all, X_all, C_all, bounds, specs, horizon, out):  # type: i
         shift = np.zeros(nv, np.float64)
         for r in range(a, b):
             window_step(
-                ts_all[r], X_all, C_all, r, ts, X, C, P0, P1, P2, meta, shift, specs,
-                horizon, out, r,
+                ts_all[r],
+                X_all,
+                C_all,
+                r,
+                ts,
+                X,
+                C,
+                P0,
+                P1,
+                P2,
+                meta,
+                shift,
+                specs,
+                horizon,
+                out,
+                r,
             )
 
 

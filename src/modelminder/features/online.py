@@ -117,9 +117,7 @@ class OnlineEngine:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self._windows: list[dict[tuple[Any, ...], _WindowState]] = [
-            {} for _ in plan.window_groups
-        ]
+        self._windows: list[dict[tuple[Any, ...], _WindowState]] = [{} for _ in plan.window_groups]
         self._labels: list[dict[tuple[Any, ...], _LabelState]] = [{} for _ in plan.label_groups]
         # Distinct counts only need equality, so any consistent interning works.
         self._intern: dict[str, dict[Any, int]] = {}
@@ -169,8 +167,21 @@ class OnlineEngine:
             ).reshape(1, len(g.categoricals))
             x = x.reshape(1, len(g.values))
             window_online(
-                t, x, c, st.ts, st.X, st.C, st.P0, st.P1, st.P2, st.meta, st.shift, g.specs,
-                g.horizon, out, 0,
+                t,
+                x,
+                c,
+                st.ts,
+                st.X,
+                st.C,
+                st.P0,
+                st.P1,
+                st.P2,
+                st.meta,
+                st.shift,
+                g.specs,
+                g.horizon,
+                out,
+                0,
             )
         for li, lg in enumerate(plan.label_groups):
             key = tuple(event[k] for k in lg.keys)
@@ -203,8 +214,7 @@ class OnlineEngine:
             if ls is None:
                 ls = lstates[key] = _LabelState()
             ls.make_room()
-            label_insert(ets, int(known_at), float(value), ls.ts, ls.ka, ls.v, ls.meta,
-                         lg.horizon)
+            label_insert(ets, int(known_at), float(value), ls.ts, ls.ka, ls.v, ls.meta, lg.horizon)
 
     # -- introspection --------------------------------------------------------------------
     def state_sizes(self) -> dict[str, int]:
@@ -220,6 +230,4 @@ class OnlineEngine:
 
     def max_key_size(self) -> int:
         """Largest number of entries retained for any one key of any window group."""
-        return max(
-            (s.size for states in self._windows for s in states.values()), default=0
-        )
+        return max((s.size for states in self._windows for s in states.values()), default=0)

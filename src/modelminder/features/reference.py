@@ -14,10 +14,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from modelminder.features.dsl import Compute, LabelWindow, Window
 from modelminder.features.plan import Plan
-
-import numpy as np
 
 
 def _value(plan: Plan, expr: Any, event: Mapping[str, Any]) -> float:
@@ -87,9 +87,7 @@ def _earlier_same_key(
     return [events[j] for j in range(i) if tuple(events[j][k] for k in keys) == key]
 
 
-def _window(
-    plan: Plan, feat: Window, events: Sequence[Mapping[str, Any]], i: int, t: int
-) -> float:
+def _window(plan: Plan, feat: Window, events: Sequence[Mapping[str, Any]], i: int, t: int) -> float:
     earlier = _earlier_same_key(events, i, feat.keys)
     horizon = _horizon(plan, feat.keys, label=False)
     floor = max((x["ts"] for x in earlier), default=t) - horizon

@@ -111,8 +111,13 @@ def replay_frame(
         local_specs[:, 3] = np.arange(len(local_specs))
         local = np.empty((n, len(local_specs)), np.float64)
         window_replay(
-            ts[order], np.ascontiguousarray(X[order]), np.ascontiguousarray(C[order]), bounds,
-            local_specs, g.horizon, local,
+            ts[order],
+            np.ascontiguousarray(X[order]),
+            np.ascontiguousarray(C[order]),
+            bounds,
+            local_specs,
+            g.horizon,
+            local,
         )
         out[np.ix_(order, g.specs[:, 3])] = local
     if plan.label_groups:
@@ -139,14 +144,11 @@ def _replay_labels(
             schema={"event_id": pl.String, "known_at": pl.Int64, value_col: pl.Float64},
         )
     row_of = events.select("event_id").with_row_index("__row")
-    joined = (
-        labels.select(
-            "event_id",
-            pl.Series("known_at", ts_micros(labels.get_column("known_at")), dtype=pl.Int64),
-            pl.col(value_col).cast(pl.Float64),
-        )
-        .join(row_of, on="event_id", how="inner")
-    )
+    joined = labels.select(
+        "event_id",
+        pl.Series("known_at", ts_micros(labels.get_column("known_at")), dtype=pl.Int64),
+        pl.col(value_col).cast(pl.Float64),
+    ).join(row_of, on="event_id", how="inner")
     label_rows = joined.get_column("__row").cast(pl.Int64).to_numpy()
     for g in plan.label_groups:
         if g.keys not in segments:

@@ -120,6 +120,6 @@ def compare_tables(a: pl.DataFrame, b: pl.DataFrame, names: list[str]) -> Parity
         y = b.get_column(name).to_numpy()
         same = np.isclose(x, y, rtol=RTOL, atol=ATOL, equal_nan=True)
         bad = np.flatnonzero(~same)
-        mismatches[name] = int(len(bad))
+        mismatches[name] = len(bad)
         examples[name] = [f"{ids[i]}: {x[i]!r} vs {y[i]!r}" for i in bad[:3]]
     return ParityReport(events=a.height, mismatches=mismatches, examples=examples)

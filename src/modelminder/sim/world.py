@@ -48,8 +48,32 @@ CAT_AMOUNT = np.array([1.0, 0.9, 0.7, 1.2, 3.0, 4.0, 3.5])
 ONLINE_CATS = {"online_retail", "electronics", "travel"}
 # Relative intensity by hour of day (UTC, for simplicity): quiet nights, busy afternoons.
 HOURLY = np.array(
-    [0.2, 0.12, 0.08, 0.06, 0.06, 0.1, 0.3, 0.6, 0.9, 1.0, 1.1, 1.2,
-     1.3, 1.2, 1.1, 1.1, 1.2, 1.3, 1.3, 1.2, 1.0, 0.8, 0.5, 0.3]
+    [
+        0.2,
+        0.12,
+        0.08,
+        0.06,
+        0.06,
+        0.1,
+        0.3,
+        0.6,
+        0.9,
+        1.0,
+        1.1,
+        1.2,
+        1.3,
+        1.2,
+        1.1,
+        1.1,
+        1.2,
+        1.3,
+        1.3,
+        1.2,
+        1.0,
+        0.8,
+        0.5,
+        0.3,
+    ]
 )
 
 
@@ -221,8 +245,13 @@ def _fraud(
     card: npt.NDArray[np.int64],
     ts: npt.NDArray[np.int64],
     merch: npt.NDArray[np.int64],
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64],
-           npt.NDArray[np.float64], npt.NDArray[np.object_]]:
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.object_],
+]:
     """Fraudulent transactions of the four scenarios (card, ts, merchant, amount, scenario)."""
     n_cards = len(c_home)
     span = cfg.days * DAY
@@ -307,9 +336,7 @@ def _labels(
     rows_idx = np.concatenate([idx_f[keep_f], idx_g])
     label_ts = np.concatenate([ts[idx_f[keep_f]] + delay_f[keep_f], ts[idx_g] + delay_g])
     is_fraud = np.concatenate([np.ones(keep_f.sum()), np.zeros(len(idx_g))])
-    source = np.concatenate(
-        [np.full(keep_f.sum(), "chargeback"), np.full(len(idx_g), "review")]
-    )
+    source = np.concatenate([np.full(keep_f.sum(), "chargeback"), np.full(len(idx_g), "review")])
     known = label_ts <= end_us
     eid = events.get_column("event_id").to_numpy()
     return (
