@@ -205,10 +205,7 @@ def check_parity(
     if sample is not None and sample < 1:
         raise MinderError(f"--sample must be a positive number of events. Got {sample}.")
     with proj.open_log() as log:
-        to_offset = None
-        if sample is not None:
-            offsets = log.read("events").get_column("offset").head(sample)
-            to_offset = int(offsets.max()) if len(offsets) else 0  # type: ignore[arg-type]
+        to_offset = None if sample is None else (log.offset_of_nth(sample) or 0)
         with console.status("batch replay"):
             batch = replay_log(log, plan, to_offset=to_offset)
         with _progress() as bar:

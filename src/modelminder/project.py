@@ -29,7 +29,8 @@ log = "minder.db"
 
 [events]
 # The fields of your events besides 'event_id' and 'ts' (types: str, float, int, bool).
-fields = {{ card_id = "str", merchant_id = "str", amount = "float", country = "str", channel = "str" }}
+fields = {{ card_id = "str", merchant_id = "str", amount = "float", country = "str", \
+channel = "str" }}
 
 [features]
 # A Python file defining FEATURES = FeatureSet(...); edit it to define your own features.

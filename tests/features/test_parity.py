@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -19,21 +20,19 @@ from .strategies import SCHEMA, streams
 
 # Documented tolerance between the engine and the reference (floats summed in another order).
 RTOL, ATOL = 1e-7, 1e-6
+EVENT_COLUMNS = {
+    "event_id": pl.String,
+    "ts": pl.Int64,
+    "card": pl.String,
+    "merch": pl.String,
+    "amount": pl.Float64,
+}
 
 
 def _frames(
     events: list[dict[str, Any]], labels: list[dict[str, Any]]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    ev = pl.DataFrame(
-        events,
-        schema={
-            "event_id": pl.String,
-            "ts": pl.Int64,
-            "card": pl.String,
-            "merch": pl.String,
-            "amount": pl.Float64,
-        },
-    )
+    ev = pl.DataFrame(events, schema=EVENT_COLUMNS)
     lab = pl.DataFrame(
         labels, schema={"event_id": pl.String, "known_at": pl.Int64, "is_fraud": pl.Float64}
     )
@@ -50,7 +49,7 @@ def _online(
     rows: list[np.ndarray] = []
     high: int | None = None
     bounds = [0, *sorted(set(cuts)), len(events)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         if a >= b:
             continue
         chunk = events[a:b]
@@ -60,16 +59,7 @@ def _online(
         while pending and pending[0]["known_at"] <= high:
             lab = pending.pop(0)
             engine.add_label(by_id[lab["event_id"]], lab["is_fraud"], lab["known_at"])
-        frame = pl.DataFrame(
-            chunk,
-            schema={
-                "event_id": pl.String,
-                "ts": pl.Int64,
-                "card": pl.String,
-                "merch": pl.String,
-                "amount": pl.Float64,
-            },
-        )
+        frame = pl.DataFrame(chunk, schema=EVENT_COLUMNS)
         rows.append(engine.process_frame(frame).drop("event_id").to_numpy())
     return np.vstack(rows)
 

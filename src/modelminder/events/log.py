@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,5 +314,12 @@ class EventLog:
             raise LogError(f"Unknown topic {topic!r}. Topics: events, labels.")
         return int(self._fetch(f"SELECT COUNT(*) FROM {topic}")[0][0])
 
-    def event_fields(self) -> Mapping[str, str]:
-        return dict(self.schema.fields)
+    def offset_of_nth(self, n: int, topic: str = "events") -> int | None:
+        """Offset of the ``n``-th record (1-based) of ``topic``, or the last one if fewer."""
+        if topic not in ("events", "labels"):
+            raise LogError(f"Unknown topic {topic!r}. Topics: events, labels.")
+        rows = self._fetch(
+            f'SELECT MAX("offset") FROM (SELECT "offset" FROM {topic} ORDER BY "offset" LIMIT ?)',
+            [int(n)],
+        )
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None

@@ -99,7 +99,7 @@ def window_step(t, xin, cin, rin, ts, X, C, P0, P1, P2, meta, shift, specs, hori
         n = hi - lo
         if kind == K_COUNT:
             out[row, o] = n
-        elif kind == K_SUM or kind == K_MEAN or kind == K_STD:
+        elif kind in (K_SUM, K_MEAN, K_STD):
             k = P0[hi, col] - P0[lo, col]
             s1 = P1[hi, col] - P1[lo, col]
             if kind == K_SUM:
@@ -116,7 +116,7 @@ def window_step(t, xin, cin, rin, ts, X, C, P0, P1, P2, meta, shift, specs, hori
                     out[row, o] = np.sqrt(var) if var > noise else 0.0
                 else:
                     out[row, o] = np.nan
-        elif kind == K_MIN or kind == K_MAX:
+        elif kind in (K_MIN, K_MAX):
             best = np.nan
             for j in range(lo, hi):
                 v = X[j, col]

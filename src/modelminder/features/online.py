@@ -217,17 +217,6 @@ class OnlineEngine:
             label_insert(ets, int(known_at), float(value), ls.ts, ls.ka, ls.v, ls.meta, lg.horizon)
 
     # -- introspection --------------------------------------------------------------------
-    def state_sizes(self) -> dict[str, int]:
-        """Retained entries per group (for tests of the bounded-state promise)."""
-        out: dict[str, int] = {}
-        for g, states in zip(self.plan.window_groups, self._windows, strict=True):
-            out["window:" + ",".join(g.keys)] = sum(s.size for s in states.values())
-        for lg, lstates in zip(self.plan.label_groups, self._labels, strict=True):
-            out["labels:" + ",".join(lg.keys)] = sum(
-                int(s.meta[END] - s.meta[START]) for s in lstates.values()
-            )
-        return out
-
     def max_key_size(self) -> int:
         """Largest number of entries retained for any one key of any window group."""
         return max((s.size for states in self._windows for s in states.values()), default=0)

@@ -17,20 +17,25 @@ from typing import Any
 import numpy as np
 
 from modelminder.features.dsl import Compute, LabelWindow, Window
+from modelminder.features.expr import Expr
 from modelminder.features.plan import Plan
 
 
-def _value(plan: Plan, expr: Any, event: Mapping[str, Any]) -> float:
-    env = {"ts": np.array([event["ts"]], np.int64)}
+def _value(
+    plan: Plan, expr: Expr, event: Mapping[str, Any], row: Mapping[str, float] | None = None
+) -> float:
+    """Evaluate ``expr`` for one event; names found in ``row`` are earlier features."""
+    features = row or {}
+    env: dict[str, Any] = {"ts": np.array([event["ts"]], np.int64)}
     for name in expr.names():
         if name == "ts":
             continue
-        kind = plan.schema[name]
-        env[name] = (
-            np.array([event[name]], dtype=object).astype(str)
-            if kind == "str"
-            else np.array([event[name]], np.float64)
-        )
+        if name in features:
+            env[name] = np.array([features[name]], np.float64)
+        elif plan.schema[name] == "str":
+            env[name] = np.array([event[name]], dtype=object).astype(str)
+        else:
+            env[name] = np.array([event[name]], np.float64)
     return float(np.asarray(expr.evaluate(env), np.float64).reshape(-1)[0])
 
 
@@ -60,22 +65,7 @@ def reference_features(
             elif isinstance(feat, LabelWindow):
                 row[feat.name] = _label_window(plan, feat, events, i, t, labels, by_id, value_col)
             elif isinstance(feat, Compute):
-                env_event = dict(e)
-                env_event.update(row)
-                names = feat.expr.names()
-                env = {"ts": np.array([t], np.int64)}
-                for n in names:
-                    if n == "ts":
-                        continue
-                    if n in row:
-                        env[n] = np.array([row[n]], np.float64)
-                    elif plan.schema[n] == "str":
-                        env[n] = np.array([e[n]], dtype=object).astype(str)
-                    else:
-                        env[n] = np.array([e[n]], np.float64)
-                row[feat.name] = float(
-                    np.asarray(feat.expr.evaluate(env), np.float64).reshape(-1)[0]
-                )
+                row[feat.name] = _value(plan, feat.expr, e, row)
         results.append(row)
     return results
 
@@ -100,6 +90,7 @@ def _window(plan: Plan, feat: Window, events: Sequence[Mapping[str, Any]], i: in
     if kind == "distinct":
         assert feat.agg.field is not None
         return float(len({x[feat.agg.field] for x in inside}))
+    assert feat.agg.value is not None  # value aggregations are validated to have one
     vals = [_value(plan, feat.agg.value, x) for x in inside]
     vals = [v for v in vals if not math.isnan(v)]
     if kind == "sum":

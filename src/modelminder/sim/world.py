@@ -168,7 +168,6 @@ def simulate(cfg: WorldConfig) -> World:
     # time, otherwise a popular merchant anywhere.
     slot = rng.integers(0, 12, size=n)
     by_country = [np.flatnonzero(m_country == k) for k in range(len(COUNTRIES))]
-    home_pool = np.array([len(p) for p in by_country])
     fav = np.empty(n, np.int64)
     for k, pool in enumerate(by_country):
         sel = c_home[card] == k
@@ -178,7 +177,6 @@ def simulate(cfg: WorldConfig) -> World:
             pool = np.arange(n_merch)
         h = (card[sel] * 2654435761 + slot[sel] * 40503) % len(pool)
         fav[sel] = pool[h]
-    del home_pool
     rand_merch = rng.choice(n_merch, size=n, p=m_pop / m_pop.sum())
     merch = np.where(rng.random(n) < 0.85, fav, rand_merch)
     online_boost = holiday & (rng.random(n) < 0.25)
