@@ -78,44 +78,52 @@ def _rebuild_prefix(X, P0, P1, P2, shift, frm, end):  # type: ignore[no-untyped-
 
 
 @njit(cache=True, nogil=True, inline="always")
-def window_step(t, xin, cin, rin, ts, X, C, P0, P1, P2, meta, shift, specs, horizon, out, row):  # type: ignore[no-untyped-def]
+def window_step(  # type: ignore[no-untyped-def]
+    t, xin, voff, cin, coff, rin, ts, X, C, P0, P1, P2, meta, shift, specs, s_lo, s_hi, horizon,
+    out, row,
+):  # fmt: skip
     """Compute the window features of one event, then fold the event into the state.
 
-    Requires ``meta[END] < len(ts)`` (the caller grows or compacts the buffers first).
+    The event's aggregated values are ``xin[rin, voff:voff + nv]`` and its categorical codes
+    ``cin[rin, coff:coff + nc]``; its features go to ``out[o, row]`` for the spec rows
+    ``specs[s_lo:s_hi]``. Requires ``meta[END] < len(ts)`` (the caller grows the buffers).
     """
     start = meta[START]
     end = meta[END]
     seen = meta[SEEN] > 0
     floor = meta[MAXTS] - horizon if seen else t - horizon - 1
     hi = _search_right(ts, start, end, t)
-    for s in range(specs.shape[0]):
+    lo = hi
+    prev_window = -1
+    for s in range(s_lo, s_hi):
         kind = specs[s, 0]
-        lower = t - specs[s, 1]
-        if floor > lower:
-            lower = floor
-        lo = _search_right(ts, start, hi, lower)
+        if specs[s, 1] != prev_window:  # specs are sorted by window: search once per window
+            prev_window = specs[s, 1]
+            lower = t - prev_window
+            if floor > lower:
+                lower = floor
+            lo = _search_right(ts, start, hi, lower)
         col = specs[s, 2]
         o = specs[s, 3]
         n = hi - lo
         if kind == K_COUNT:
-            out[row, o] = n
+            out[o, row] = n
         elif kind in (K_SUM, K_MEAN, K_STD):
             k = P0[hi, col] - P0[lo, col]
             s1 = P1[hi, col] - P1[lo, col]
             if kind == K_SUM:
-                out[row, o] = s1 + k * shift[col]
+                out[o, row] = s1 + k * shift[col]
             elif kind == K_MEAN:
-                out[row, o] = s1 / k + shift[col] if k > 0 else np.nan
+                out[o, row] = s1 / k + shift[col] if k > 0 else np.nan
+            elif k > 1:
+                s2 = P2[hi, col] - P2[lo, col]
+                var = (s2 - s1 * s1 / k) / (k - 1.0)
+                # Below this the variance is cancellation noise of the prefix sums: the
+                # values are equal to within float precision, so the spread is exactly 0.
+                noise = 1e-10 * s2 / k
+                out[o, row] = np.sqrt(var) if var > noise else 0.0
             else:
-                if k > 1:
-                    s2 = P2[hi, col] - P2[lo, col]
-                    var = (s2 - s1 * s1 / k) / (k - 1.0)
-                    # Below this the variance is cancellation noise of the prefix sums: the
-                    # values are equal to within float precision, so the spread is exactly 0.
-                    noise = 1e-10 * s2 / k
-                    out[row, o] = np.sqrt(var) if var > noise else 0.0
-                else:
-                    out[row, o] = np.nan
+                out[o, row] = np.nan
         elif kind in (K_MIN, K_MAX):
             best = np.nan
             for j in range(lo, hi):
@@ -124,27 +132,30 @@ def window_step(t, xin, cin, rin, ts, X, C, P0, P1, P2, meta, shift, specs, hori
                     continue
                 if np.isnan(best) or (v < best if kind == K_MIN else v > best):
                     best = v
-            out[row, o] = best
+            out[o, row] = best
         elif kind == K_DISTINCT:
             if n == 0:
-                out[row, o] = 0.0
+                out[o, row] = 0.0
             else:
                 vals = np.sort(C[lo:hi, col].copy())
                 d = 1
                 for j in range(1, n):
                     if vals[j] != vals[j - 1]:
                         d += 1
-                out[row, o] = d
+                out[o, row] = d
         elif kind == K_SINCE_LAST:
-            out[row, o] = (t - ts[hi - 1]) / _MICROS if n > 0 else np.nan
+            out[o, row] = (t - ts[hi - 1]) / _MICROS if n > 0 else np.nan
 
     # Fold the event in: update the high-water mark, evict, insert in time order.
+    nv = X.shape[1]
+    nc = C.shape[1]
     new_max = t if (not seen or t > meta[MAXTS]) else meta[MAXTS]
     meta[MAXTS] = new_max
     meta[SEEN] = 1
     if not seen:
-        for v in range(X.shape[1]):
-            shift[v] = 0.0 if np.isnan(xin[rin, v]) else xin[rin, v]
+        for v in range(nv):
+            x = xin[rin, voff + v]
+            shift[v] = 0.0 if np.isnan(x) else x
     floor = new_max - horizon
     while start < end and ts[start] <= floor:
         start += 1
@@ -152,7 +163,7 @@ def window_step(t, xin, cin, rin, ts, X, C, P0, P1, P2, meta, shift, specs, hori
     meta[START] = start
     if meta[EVICTED] > 16 and meta[EVICTED] > end - start:
         # Rebase the prefix sums on the live entries so they never grow without bound.
-        for v in range(X.shape[1]):
+        for v in range(nv):
             P0[start, v] = 0.0
             P1[start, v] = 0.0
             P2[start, v] = 0.0
@@ -161,70 +172,57 @@ def window_step(t, xin, cin, rin, ts, X, C, P0, P1, P2, meta, shift, specs, hori
     if t <= floor:
         return  # too late to matter to any future window: nothing to retain
     if start == end:
-        for v in range(X.shape[1]):
+        for v in range(nv):
             P0[start, v] = 0.0
             P1[start, v] = 0.0
             P2[start, v] = 0.0
     p = _search_right(ts, start, end, t)
     for j in range(end, p, -1):
         ts[j] = ts[j - 1]
-        for v in range(X.shape[1]):
+        for v in range(nv):
             X[j, v] = X[j - 1, v]
-        for v in range(C.shape[1]):
+        for v in range(nc):
             C[j, v] = C[j - 1, v]
     ts[p] = t
-    for v in range(X.shape[1]):
-        X[p, v] = xin[rin, v]
-    for v in range(C.shape[1]):
-        C[p, v] = cin[rin, v]
+    for v in range(nv):
+        X[p, v] = xin[rin, voff + v]
+    for v in range(nc):
+        C[p, v] = cin[rin, coff + v]
     _rebuild_prefix(X, P0, P1, P2, shift, p, end + 1)
     meta[END] = end + 1
 
 
 @njit(cache=True, nogil=True)
-def window_replay(ts_all, X_all, C_all, bounds, specs, horizon, out):  # type: ignore[no-untyped-def]
-    """Run ``window_step`` over every key segment.
-
-    Inputs are already gathered key by key (log order inside each key); ``out`` rows follow
-    the same order. Contiguous access keeps the loop cache-friendly.
-    """
-    nv = X_all.shape[1]
-    nc = C_all.shape[1]
-    for g in range(bounds.shape[0] - 1):
-        a = bounds[g]
-        b = bounds[g + 1]
-        m = b - a
-        ts = np.empty(m, np.int64)
-        X = np.empty((m, nv), np.float64)
-        C = np.empty((m, nc), np.int64)
-        P0 = np.zeros((m + 1, nv), np.float64)
-        P1 = np.zeros((m + 1, nv), np.float64)
-        P2 = np.zeros((m + 1, nv), np.float64)
-        meta = np.zeros(META_LEN, np.int64)
-        shift = np.zeros(nv, np.float64)
-        for r in range(a, b):
+def window_replay(  # type: ignore[no-untyped-def]
+    ts_all, V, voff, nv, C_all, coff, nc, order, bounds, g_lo, g_hi, specs, horizon, out
+):
+    """Run ``window_step`` over the key segments ``g_lo..g_hi`` (rows ``order[bounds[g]:
+    bounds[g + 1]]`` form segment ``g``, in log order). Buffers are sized for the longest
+    segment and reused, so a key never needs to grow them."""
+    longest = 0
+    for g in range(g_lo, g_hi):
+        longest = max(longest, bounds[g + 1] - bounds[g])
+    ts = np.empty(longest + 1, np.int64)
+    X = np.empty((longest + 1, nv), np.float64)
+    C = np.empty((longest + 1, nc), np.int64)
+    P0 = np.zeros((longest + 2, nv), np.float64)
+    P1 = np.zeros((longest + 2, nv), np.float64)
+    P2 = np.zeros((longest + 2, nv), np.float64)
+    meta = np.zeros(META_LEN, np.int64)
+    shift = np.zeros(nv, np.float64)
+    n_specs = specs.shape[0]
+    for g in range(g_lo, g_hi):
+        meta[:] = 0
+        for i in range(bounds[g], bounds[g + 1]):
+            r = order[i]
             window_step(
-                ts_all[r],
-                X_all,
-                C_all,
-                r,
-                ts,
-                X,
-                C,
-                P0,
-                P1,
-                P2,
-                meta,
-                shift,
-                specs,
-                horizon,
-                out,
-                r,
-            )
+                ts_all[r], V, voff, C_all, coff, r, ts, X, C, P0, P1, P2, meta, shift,
+                specs, 0, n_specs, horizon, out, r,
+            )  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
-def label_query(t, lts, lka, lv, lmeta, specs, horizon, out, row):  # type: ignore[no-untyped-def]
+def label_query(t, lts, lka, lv, lmeta, specs, s_lo, s_hi, horizon, out, row):  # type: ignore[no-untyped-def]
     """Label-aware features of one event at time ``t``, then advance the key's high-water mark.
 
     Counts labels with ``known_at < t`` whose labelled event time is in the window
@@ -235,7 +233,7 @@ def label_query(t, lts, lka, lv, lmeta, specs, horizon, out, row):  # type: igno
     seen = lmeta[SEEN] > 0
     floor = lmeta[MAXTS] - horizon if seen else t - horizon - 1
     hi = _search_right(lts, start, end, t)
-    for s in range(specs.shape[0]):
+    for s in range(s_lo, s_hi):
         lower = t - specs[s, 1]
         if floor > lower:
             lower = floor
@@ -246,7 +244,7 @@ def label_query(t, lts, lka, lv, lmeta, specs, horizon, out, row):  # type: igno
             if lka[j] < t:
                 cnt += 1.0
                 tot += lv[j]
-        out[row, specs[s, 3]] = cnt if specs[s, 0] == K_LABEL_COUNT else tot
+        out[specs[s, 3], row] = cnt if specs[s, 0] == K_LABEL_COUNT else tot
     new_max = t if (not seen or t > lmeta[MAXTS]) else lmeta[MAXTS]
     lmeta[MAXTS] = new_max
     lmeta[SEEN] = 1
@@ -284,6 +282,7 @@ def label_replay(ts_all, order, bounds, l_ets, l_ka, l_v, l_bounds, specs, horiz
     Labels are filtered by ``known_at < t`` at query time, so folding them in first gives the
     same answer as folding each in as it arrives live.
     """
+    n_specs = specs.shape[0]
     for g in range(bounds.shape[0] - 1):
         la = l_bounds[g]
         lb = l_bounds[g + 1]
@@ -296,10 +295,21 @@ def label_replay(ts_all, order, bounds, l_ets, l_ka, l_v, l_bounds, specs, horiz
             label_insert(l_ets[j], l_ka[j], l_v[j], lts, lka, lv, lmeta, horizon)
         for i in range(bounds[g], bounds[g + 1]):
             r = order[i]
-            label_query(ts_all[r], lts, lka, lv, lmeta, specs, horizon, out, r)
+            label_query(ts_all[r], lts, lka, lv, lmeta, specs, 0, n_specs, horizon, out, r)
 
 
 @njit(cache=True, nogil=True)
-def window_online(t, xin, cin, ts, X, C, P0, P1, P2, meta, shift, specs, horizon, out, row):  # type: ignore[no-untyped-def]
-    """``window_step`` for one live event (``xin``/``cin`` hold one row)."""
-    window_step(t, xin, cin, 0, ts, X, C, P0, P1, P2, meta, shift, specs, horizon, out, row)
+def stable_order(codes, k, order):  # type: ignore[no-untyped-def]
+    """Counting sort: reorder ``order`` stably by ``codes[order]`` (codes in ``[0, k)``)."""
+    n = order.shape[0]
+    counts = np.zeros(k + 1, np.int64)
+    for i in range(n):
+        counts[codes[order[i]] + 1] += 1
+    for c in range(k):
+        counts[c + 1] += counts[c]
+    result = np.empty(n, np.int64)
+    for i in range(n):
+        c = codes[order[i]]
+        result[counts[c]] = order[i]
+        counts[c] += 1
+    return result

@@ -2,11 +2,14 @@
 
 :class:`OnlineEngine` keeps, per entity key, only what the largest window (plus the allowed
 lateness) can still need. It does no I/O: serving, ``minder replay --online`` and the stream
-runner are adapters that feed it events and labels.
+runner are adapters that feed it events and labels. Per event it makes three compiled calls:
+the row program's values, :func:`~modelminder.features.state.online_step` for every group, and
+the row program's computed features.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,90 +17,34 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from modelminder.features.kernel import (
-    END,
-    META_LEN,
-    START,
-    label_insert,
-    label_query,
-    window_online,
-)
+from modelminder.features import state as live
 from modelminder.features.plan import Plan
-from modelminder.features.replay import evaluate_computes, ts_micros
+from modelminder.features.replay import prepare, ts_micros
+from modelminder.features.rows import row_program
 
 Array = npt.NDArray[Any]
-_INITIAL_CAPACITY = 8
 
 
-class _WindowState:
-    """Buffers of one key of one window group (layout documented in ``kernel``)."""
+def _spec_tables(plan: Plan) -> tuple[Array, ...]:
+    def stack(specs: list[Array]) -> Array:
+        return np.ascontiguousarray(np.vstack([np.zeros((0, 4), np.int64), *specs]), np.int64)
 
-    __slots__ = ("C", "P0", "P1", "P2", "X", "meta", "shift", "ts")
+    def ints(values: list[int]) -> Array:
+        return np.asarray(values, dtype=np.int64).reshape(-1)
 
-    def __init__(self, nv: int, nc: int, cap: int = _INITIAL_CAPACITY) -> None:
-        self.ts = np.zeros(cap, np.int64)
-        self.X = np.zeros((cap, nv), np.float64)
-        self.C = np.zeros((cap, nc), np.int64)
-        self.P0 = np.zeros((cap + 1, nv), np.float64)
-        self.P1 = np.zeros((cap + 1, nv), np.float64)
-        self.P2 = np.zeros((cap + 1, nv), np.float64)
-        self.meta = np.zeros(META_LEN, np.int64)
-        self.shift = np.zeros(nv, np.float64)
-
-    def make_room(self) -> None:
-        """Ensure one free slot. Values are moved verbatim, so results do not change."""
-        start, end = int(self.meta[START]), int(self.meta[END])
-        cap = len(self.ts)
-        if end < cap:
-            return
-        live = end - start
-        new_cap = cap if live < cap // 2 else cap * 2
-        ts = np.zeros(new_cap, np.int64)
-        ts[:live] = self.ts[start:end]
-        X = np.zeros((new_cap, self.X.shape[1]), np.float64)
-        X[:live] = self.X[start:end]
-        C = np.zeros((new_cap, self.C.shape[1]), np.int64)
-        C[:live] = self.C[start:end]
-        prefixes = []
-        for P in (self.P0, self.P1, self.P2):
-            Q = np.zeros((new_cap + 1, P.shape[1]), np.float64)
-            Q[: live + 1] = P[start : end + 1]
-            prefixes.append(Q)
-        self.ts, self.X, self.C = ts, X, C
-        self.P0, self.P1, self.P2 = prefixes
-        self.meta[START] = 0
-        self.meta[END] = live
-
-    @property
-    def size(self) -> int:
-        return int(self.meta[END] - self.meta[START])
-
-
-class _LabelState:
-    """Labels of one key of one label group, sorted by the labelled event's time."""
-
-    __slots__ = ("ka", "meta", "ts", "v")
-
-    def __init__(self, cap: int = _INITIAL_CAPACITY) -> None:
-        self.ts = np.zeros(cap, np.int64)
-        self.ka = np.zeros(cap, np.int64)
-        self.v = np.zeros(cap, np.float64)
-        self.meta = np.zeros(META_LEN, np.int64)
-
-    def make_room(self) -> None:
-        start, end = int(self.meta[START]), int(self.meta[END])
-        cap = len(self.ts)
-        if end < cap:
-            return
-        live = end - start
-        new_cap = cap if live < cap // 2 else cap * 2
-        for name in ("ts", "ka", "v"):
-            old = getattr(self, name)
-            new = np.zeros(new_cap, old.dtype)
-            new[:live] = old[start:end]
-            setattr(self, name, new)
-        self.meta[START] = 0
-        self.meta[END] = live
+    wg, lg = plan.window_groups, plan.label_groups
+    return (
+        stack([g.specs for g in wg]),
+        ints(np.cumsum([0] + [len(g.specs) for g in wg]).tolist()),
+        ints([g.horizon for g in wg]),
+        ints([g.value_offset for g in wg]),
+        ints([len(g.values) for g in wg]),
+        ints([g.cat_offset for g in wg]),
+        ints([len(g.categoricals) for g in wg]),
+        stack([g.specs for g in lg]),
+        ints(np.cumsum([0] + [len(g.specs) for g in lg]).tolist()),
+        ints([g.horizon for g in lg]),
+    )
 
 
 class OnlineEngine:
@@ -117,87 +64,76 @@ class OnlineEngine:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self._windows: list[dict[tuple[Any, ...], _WindowState]] = [{} for _ in plan.window_groups]
-        self._labels: list[dict[tuple[Any, ...], _LabelState]] = [{} for _ in plan.label_groups]
+        self.program = row_program(plan)
+        self._state = live.new_state(*_spec_tables(plan))
+        self._F = np.zeros((max(len(self.program.inputs), 1), 1), np.float64)
+        self._V = np.zeros((1, max(len(plan.values), 1)), np.float64)
+        self._C = np.zeros((1, max(len(plan.categoricals), 1)), np.int64)
+        self._out = np.zeros((len(plan.names), 1), np.float64)
+        self._wslots = np.zeros(max(len(plan.window_groups), 1), np.int64)
+        self._lslots = np.zeros(max(len(plan.label_groups), 1), np.int64)
+        self._wkeys = [(g.keys, {}) for g in plan.window_groups]
+        self._lkeys = [(g.keys, {}) for g in plan.label_groups]
         # Distinct counts only need equality, so any consistent interning works.
-        self._intern: dict[str, dict[Any, int]] = {}
-        self._out = np.full((1, len(plan.names)), np.nan, np.float64)
+        self._intern: dict[str, dict[Any, int]] = {c: {} for c in plan.categoricals}
+        self._next_code: dict[str, int] = dict.fromkeys(plan.categoricals, 0)
+        self._values = self.program.values
+        self._computes = self.program.computes
 
     # -- events ---------------------------------------------------------------------------
     def process(self, event: Mapping[str, Any]) -> dict[str, float]:
         """Features of ``event`` as of just before it, then fold it into the state."""
-        row = self._compute(event)
-        return dict(zip(self.plan.names, row.tolist(), strict=True))
+        return dict(zip(self.plan.names, self._compute(event).tolist(), strict=True))
 
     def process_frame(self, events: pl.DataFrame) -> pl.DataFrame:
         """Feed a micro-batch row by row (in order); same output shape as replay."""
         ts = ts_micros(events.get_column("ts"))
-        rows = np.empty((events.height, len(self.plan.names)), np.float64)
+        rows = np.empty((len(self.plan.names), events.height), np.float64)
         cols = [c for c in events.columns if c != "ts"]
         for i, rec in enumerate(events.select(cols).iter_rows(named=True)):
             rec["ts"] = int(ts[i])
-            rows[i] = self._compute(rec)
-        data: dict[str, Any] = {"event_id": events.get_column("event_id")}
-        for j, name in enumerate(self.plan.names):
-            data[name] = rows[:, j]
-        return pl.DataFrame(data)
+            rows[:, i] = self._compute(rec)
+        columns = [events.get_column("event_id")]
+        columns += [pl.Series(name, rows[j]) for j, name in enumerate(self.plan.names)]
+        return pl.DataFrame(columns)
 
     def _compute(self, event: Mapping[str, Any]) -> Array:
-        plan = self.plan
-        out = self._out
-        out.fill(np.nan)
+        """Features of one event (a view of the engine's output buffer)."""
         t = int(event["ts"])
-        env: dict[str, Array] = {"ts": np.array([t], np.int64)}
-        for name in plan.expression_fields:
-            value = event[name]
-            if plan.schema[name] == "str":
-                env[name] = np.array([value], dtype=object).astype(str)
-            else:
-                env[name] = np.array([value], np.float64)
-        for gi, g in enumerate(plan.window_groups):
-            key = tuple(event[k] for k in g.keys)
-            states = self._windows[gi]
-            st = states.get(key)
-            if st is None:
-                st = states[key] = _WindowState(len(g.values), len(g.categoricals))
-            st.make_room()
-            x = np.array([[float(v.evaluate(env)[0]) for v in g.values]], np.float64)
-            c = np.array(
-                [[self._code(name, event[name]) for name in g.categoricals]], np.int64
-            ).reshape(1, len(g.categoricals))
-            x = x.reshape(1, len(g.values))
-            window_online(
-                t,
-                x,
-                c,
-                st.ts,
-                st.X,
-                st.C,
-                st.P0,
-                st.P1,
-                st.P2,
-                st.meta,
-                st.shift,
-                g.specs,
-                g.horizon,
-                out,
-                0,
-            )
-        for li, lg in enumerate(plan.label_groups):
-            key = tuple(event[k] for k in lg.keys)
-            lstates = self._labels[li]
-            ls = lstates.get(key)
-            if ls is None:
-                ls = lstates[key] = _LabelState()
-            label_query(t, ls.ts, ls.ka, ls.v, ls.meta, lg.specs, lg.horizon, out, 0)
-        evaluate_computes(plan, env, out)
-        return out[0].copy()
+        F = self._F
+        self.program.fill_inputs(F, event, t)
+        self._values(F, self._V, 0, 1)
+        C = self._C
+        for j, name in enumerate(self.plan.categoricals):
+            C[0, j] = self._code(name, event[name])
+        st = self._state
+        wslots = self._wslots
+        for g, (keys, table) in enumerate(self._wkeys):
+            key = event[keys[0]] if len(keys) == 1 else tuple(event[k] for k in keys)
+            slot = table.get(key)
+            if slot is None:
+                slot = table[key] = live.add_window_slot(st, g)
+            wslots[g] = slot
+        self._label_slots(event)
+        live.online_step(st, wslots, self._lslots, t, self._V, C, self._out)
+        self._computes(F, self._out, 0, 1)
+        return self._out[:, 0]
 
-    def _code(self, field: str, value: Any) -> int:
-        table = self._intern.setdefault(field, {})
+    def _label_slots(self, event: Mapping[str, Any]) -> None:
+        lslots = self._lslots
+        for g, (keys, table) in enumerate(self._lkeys):
+            key = event[keys[0]] if len(keys) == 1 else tuple(event[k] for k in keys)
+            slot = table.get(key)
+            if slot is None:
+                slot = table[key] = live.add_label_slot(self._state)
+            lslots[g] = slot
+
+    def _code(self, name: str, value: Any) -> int:
+        table = self._intern[name]
         code = table.get(value)
         if code is None:
-            code = table[value] = len(table)
+            code = table[value] = self._next_code[name]
+            self._next_code[name] = code + 1
         return code
 
     # -- labels ---------------------------------------------------------------------------
@@ -206,17 +142,50 @@ class OnlineEngine:
 
         Label-aware features count it only for events with time after ``known_at``.
         """
-        ets = int(event["ts"])
-        for li, lg in enumerate(self.plan.label_groups):
-            key = tuple(event[k] for k in lg.keys)
-            lstates = self._labels[li]
-            ls = lstates.get(key)
-            if ls is None:
-                ls = lstates[key] = _LabelState()
-            ls.make_room()
-            label_insert(ets, int(known_at), float(value), ls.ts, ls.ka, ls.v, ls.meta, lg.horizon)
+        if not self._lkeys:
+            return
+        self._label_slots(event)
+        live.add_label(self._state, self._lslots, int(event["ts"]), int(known_at), float(value))
+
+    # -- bulk rebuild ---------------------------------------------------------------------
+    @classmethod
+    def rebuilt(
+        cls, plan: Plan, events: pl.DataFrame, labels: pl.DataFrame | None = None
+    ) -> OnlineEngine:
+        """An engine whose state is what feeding ``events`` (in log order) and ``labels``
+        would leave, built by the compiled replay loops instead of event by event."""
+        engine = cls(plan)
+        if events.height == 0:
+            return engine
+        prep = prepare(plan, events)
+        st = engine._state
+        for g, (keys, table) in enumerate(engine._wkeys):
+            order, bounds = prep.segments(keys)
+            first = live.rebuild_window_group(st, g, prep.ts, prep.V, prep.C, order, bounds)
+            table.update(zip(_segment_keys(events, keys, order, bounds), itertools.count(first)))
+        for g, (keys, table) in enumerate(engine._lkeys):
+            order, bounds = prep.segments(keys)
+            inputs = prep.label_inputs(labels, plan.label_groups[g])
+            first = live.rebuild_label_group(st, g, prep.ts, order, bounds, *inputs)
+            table.update(zip(_segment_keys(events, keys, order, bounds), itertools.count(first)))
+        for name in plan.categoricals:
+            codes = prep.codes(name)[0]
+            pairs = pl.DataFrame({"v": events.get_column(name), "c": codes}).unique("v")
+            engine._intern[name] = dict(pairs.iter_rows())
+            engine._next_code[name] = int(codes.max()) + 1
+        return engine
 
     # -- introspection --------------------------------------------------------------------
     def max_key_size(self) -> int:
         """Largest number of entries retained for any one key of any window group."""
-        return max((s.size for states in self._windows for s in states.values()), default=0)
+        return int(live.max_window_size(self._state))
+
+
+def _segment_keys(
+    events: pl.DataFrame, keys: tuple[str, ...], order: Array, bounds: Array
+) -> list[Any]:
+    """The key of each segment, in the engine's key form (a value, or a tuple of values)."""
+    first_rows = events.select(keys)[order[bounds[:-1]]]
+    if len(keys) == 1:
+        return first_rows.get_column(keys[0]).to_list()
+    return list(first_rows.iter_rows())

@@ -22,6 +22,8 @@ class WindowGroup:
     categoricals: list[str]  # fields whose distinct values are counted
     specs: npt.NDArray[np.int64]  # rows of (kind, window_us, column, output index)
     horizon: int
+    value_offset: int = 0  # first column of this group's values in the plan's value matrix
+    cat_offset: int = 0  # first column of this group's codes in the plan's code matrix
 
 
 @dataclass
@@ -43,6 +45,16 @@ class Plan:
     window_groups: list[WindowGroup]
     label_groups: list[LabelGroup]
     computes: list[tuple[int, Expr]]
+
+    @property
+    def values(self) -> list[Expr]:
+        """Every aggregated value expression, group by group (columns of the value matrix)."""
+        return [v for g in self.window_groups for v in g.values]
+
+    @property
+    def categoricals(self) -> list[str]:
+        """Every field counted by ``distinct``, group by group (columns of the code matrix)."""
+        return [c for g in self.window_groups for c in g.categoricals]
 
     @property
     def max_horizon(self) -> int:
@@ -114,11 +126,17 @@ def compile_plan(feature_set: FeatureSet, schema: Mapping[str, str]) -> Plan:
             keys=keys,
             values=wvalues.get(keys, []),
             categoricals=wcats.get(keys, []),
-            specs=np.array(rows, dtype=np.int64).reshape(-1, 4),
+            # Sorted by window, so the kernel searches each window's bound once per event.
+            specs=np.array(sorted(rows, key=lambda r: (r[1], r[3])), dtype=np.int64).reshape(-1, 4),
             horizon=max(r[1] for r in rows) + lateness,
         )
         for keys, rows in wrows.items()
     ]
+    voff = coff = 0
+    for g in window_groups:
+        g.value_offset, g.cat_offset = voff, coff
+        voff += len(g.values)
+        coff += len(g.categoricals)
     label_groups = [
         LabelGroup(
             keys=keys,
