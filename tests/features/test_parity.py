@@ -84,6 +84,37 @@ def test_replay_equals_online_and_reference(
     np.testing.assert_allclose(replayed, ref, rtol=RTOL, atol=ATOL, equal_nan=True)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=streams(), split=st.integers(0, 60), threads=st.integers(1, 3))
+def test_rebuilt_state_continues_exactly_like_live_state(
+    data: tuple[list[dict[str, Any]], list[dict[str, Any]]], split: int, threads: int
+) -> None:
+    """Restart: state rebuilt in bulk from the first events (and the labels known by then)
+    serves the rest exactly as replay of the whole log does, with any number of threads."""
+    events, labels = data
+    plan = compile_plan(every_kind(), SCHEMA)
+    ev, lab = _frames(events, labels)
+    whole = replay_frame(plan, ev, lab, threads=threads).drop("event_id").to_numpy()
+    k = min(split, len(events))
+    high = max((e["ts"] for e in events[:k]), default=None)
+    first = {e["event_id"] for e in events[:k]}
+    # A rebuild reads labels of logged events only; labels of later events stay pending.
+    known = [x for x in labels if x["event_id"] in first and x["known_at"] <= (high or 0)]
+    pending = sorted((x for x in labels if x not in known), key=lambda x: x["known_at"])
+    engine = OnlineEngine.rebuilt(plan, ev.head(k), _frames([], known)[1])
+    by_id = {e["event_id"]: e for e in events}
+    rows = []
+    for e in events[k:]:
+        high = e["ts"] if high is None else max(high, e["ts"])
+        while pending and pending[0]["known_at"] <= high:
+            x = pending.pop(0)
+            engine.add_label(by_id[x["event_id"]], x["is_fraud"], x["known_at"])
+        feats = engine.process(e)
+        rows.append([feats[n] for n in plan.names])
+    if rows:
+        np.testing.assert_array_equal(whole[k:], np.array(rows))
+
+
 @settings(max_examples=40, deadline=None)
 @given(data=streams(max_events=40))
 def test_replay_of_a_prefix_agrees_with_replay_of_the_whole(

@@ -314,6 +314,11 @@ class EventLog:
             raise LogError(f"Unknown topic {topic!r}. Topics: events, labels.")
         return int(self._fetch(f"SELECT COUNT(*) FROM {topic}")[0][0])
 
+    def max_event_ts(self) -> int | None:
+        """The latest event time in the log (microseconds), or None when it is empty."""
+        rows = self._fetch("SELECT MAX(ts) FROM events")
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def offset_of_nth(self, n: int, topic: str = "events") -> int | None:
         """Offset of the ``n``-th record (1-based) of ``topic``, or the last one if fewer."""
         if topic not in ("events", "labels"):

@@ -145,4 +145,8 @@ def compile_plan(feature_set: FeatureSet, schema: Mapping[str, str]) -> Plan:
         )
         for keys, rows in lrows.items()
     ]
-    return Plan(feature_set, dict(schema), names, window_groups, label_groups, computes)
+    plan = Plan(feature_set, dict(schema), names, window_groups, label_groups, computes)
+    from modelminder.features.rows import check_row_types  # rows builds on plans
+
+    check_row_types(plan)
+    return plan

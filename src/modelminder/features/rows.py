@@ -156,8 +156,16 @@ class _Compiler:
         left, right = e.left, e.right
         if isinstance(left, Lit):
             left, right = right, left
-        if e.op not in ("==", "!=") or not (self._is_text(left) and self._is_text(right)):
-            raise self._text_error(owner, _describe_text(left, right))
+        if e.op not in ("==", "!="):
+            raise FeatureDefinitionError(
+                f"Feature '{owner}' applies '{e.op}' to text ({_describe_text(left, right)!r}). "
+                "Text can only be compared for equality, e.g. col('channel').eq('online')."
+            )
+        if not (self._is_text(left) and self._is_text(right)):
+            raise FeatureDefinitionError(
+                f"Feature '{owner}' compares {left.describe()} with {right.describe()}: one is "
+                "text and the other is not. Compare text with text, numbers with numbers."
+            )
         assert isinstance(left, Col)  # a text operand that is not a literal is a text field
         if isinstance(right, Col):
             ref = self._input(Input("eq", left.name, other=right.name))
@@ -269,6 +277,11 @@ def _load(source: str) -> tuple[RowFn, RowFn]:
     programs: tuple[RowFn, RowFn] = (module.values, module.computes)
     _PROGRAMS[digest] = programs
     return programs
+
+
+def check_row_types(plan: Plan) -> None:
+    """Raise :class:`FeatureDefinitionError` if an expression mixes text and numbers."""
+    _Compiler(plan).source()
 
 
 def row_program(plan: Plan) -> RowProgram:
