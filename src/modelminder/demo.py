@@ -62,14 +62,14 @@ def run_demo(workdir: Path, *, days: int, cards: int, seed: int, console: Consol
         stats.add_column(col, justify="left" if col == "feature" else "right")
     for name in plan.names:
         s = table.get_column(name)
-        finite = s.filter(s.is_not_nan())
+        finite = s.filter(s.is_not_nan()).to_numpy()
         stats.add_row(
             name,
-            f"{finite.mean():.3f}" if finite.len() else "-",
-            f"{finite.std():.3f}" if finite.len() > 1 else "-",
-            f"{finite.min():.3f}" if finite.len() else "-",
-            f"{finite.max():.3f}" if finite.len() else "-",
-            f"{100 * (1 - finite.len() / max(s.len(), 1)):.1f}",
+            f"{finite.mean():.3f}" if len(finite) else "-",
+            f"{finite.std(ddof=1):.3f}" if len(finite) > 1 else "-",
+            f"{finite.min():.3f}" if len(finite) else "-",
+            f"{finite.max():.3f}" if len(finite) else "-",
+            f"{100 * (1 - len(finite) / max(s.len(), 1)):.1f}",
         )
     console.print(stats)
 

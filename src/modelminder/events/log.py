@@ -273,7 +273,7 @@ class EventLog:
         assert isinstance(frame, pl.DataFrame)
         if frame.height == 0:
             return self._empty(topic)
-        casts = {"offset": pl.Int64}
+        casts: dict[str, type[pl.DataType]] = {"offset": pl.Int64}
         if topic == "events":
             casts["ts"] = pl.Int64
             for n, t in self.schema.fields.items():
@@ -283,9 +283,7 @@ class EventLog:
                     "int": pl.Int64,
                     "bool": pl.Boolean,
                 }[t]
-        return frame.with_columns(
-            [pl.col(n).cast(dt) for n, dt in casts.items()]  # type: ignore[arg-type]
-        )
+        return frame.with_columns([pl.col(n).cast(dt) for n, dt in casts.items()])
 
     def _empty(self, topic: str) -> pl.DataFrame:
         if topic == "labels":

@@ -10,7 +10,8 @@ the row program's computed features.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,8 @@ from modelminder.features.replay import prepare, ts_micros
 from modelminder.features.rows import row_program
 
 Array = npt.NDArray[Any]
+# (key fields, how to read an event's key, key -> slot)
+_KeyTable = tuple[tuple[str, ...], "Callable[[Mapping[str, Any]], Any]", dict[Any, int]]
 
 
 def _spec_tables(plan: Plan) -> tuple[Array, ...]:
@@ -72,18 +75,26 @@ class OnlineEngine:
         self._out = np.zeros((len(plan.names), 1), np.float64)
         self._wslots = np.zeros(max(len(plan.window_groups), 1), np.int64)
         self._lslots = np.zeros(max(len(plan.label_groups), 1), np.int64)
-        self._wkeys = [(g.keys, {}) for g in plan.window_groups]
-        self._lkeys = [(g.keys, {}) for g in plan.label_groups]
+        # Per group: how to read the entity key of an event, and key -> slot.
+        self._wkeys: list[_KeyTable] = [
+            (g.keys, _key_reader(g.keys), {}) for g in plan.window_groups
+        ]
+        self._lkeys: list[_KeyTable] = [
+            (g.keys, _key_reader(g.keys), {}) for g in plan.label_groups
+        ]
         # Distinct counts only need equality, so any consistent interning works.
-        self._intern: dict[str, dict[Any, int]] = {c: {} for c in plan.categoricals}
-        self._next_code: dict[str, int] = dict.fromkeys(plan.categoricals, 0)
-        self._values = self.program.values
-        self._computes = self.program.computes
+        self._categoricals: list[tuple[str, dict[Any, int]]] = [
+            (name, {}) for name in plan.categoricals
+        ]
+        self._next_code = [0] * len(plan.categoricals)
+        self._write_inputs = self.program.event_writer(self._F)
+        self._online = self.program.online
+        self._names = list(plan.names)
 
     # -- events ---------------------------------------------------------------------------
     def process(self, event: Mapping[str, Any]) -> dict[str, float]:
         """Features of ``event`` as of just before it, then fold it into the state."""
-        return dict(zip(self.plan.names, self._compute(event).tolist(), strict=True))
+        return dict(zip(self._names, self._compute(event).tolist(), strict=True))
 
     def process_frame(self, events: pl.DataFrame) -> pl.DataFrame:
         """Feed a micro-batch row by row (in order); same output shape as replay."""
@@ -100,41 +111,36 @@ class OnlineEngine:
     def _compute(self, event: Mapping[str, Any]) -> Array:
         """Features of one event (a view of the engine's output buffer)."""
         t = int(event["ts"])
-        F = self._F
-        self.program.fill_inputs(F, event, t)
-        self._values(F, self._V, 0, 1)
+        self._write_inputs(event, t)
         C = self._C
-        for j, name in enumerate(self.plan.categoricals):
-            C[0, j] = self._code(name, event[name])
+        for j, (name, table) in enumerate(self._categoricals):
+            value = event[name]
+            code = table.get(value)
+            if code is None:
+                code = table[value] = self._next_code[j]
+                self._next_code[j] += 1
+            C[0, j] = code
         st = self._state
         wslots = self._wslots
-        for g, (keys, table) in enumerate(self._wkeys):
-            key = event[keys[0]] if len(keys) == 1 else tuple(event[k] for k in keys)
-            slot = table.get(key)
+        for g, (_, read_key, slots) in enumerate(self._wkeys):
+            key = read_key(event)
+            slot = slots.get(key)
             if slot is None:
-                slot = table[key] = live.add_window_slot(st, g)
+                slot = slots[key] = live.add_window_slot(st, g)
             wslots[g] = slot
-        self._label_slots(event)
-        live.online_step(st, wslots, self._lslots, t, self._V, C, self._out)
-        self._computes(F, self._out, 0, 1)
+        if self._lkeys:
+            self._label_slots(event)
+        self._online(st, wslots, self._lslots, t, self._F, self._V, C, self._out)
         return self._out[:, 0]
 
     def _label_slots(self, event: Mapping[str, Any]) -> None:
         lslots = self._lslots
-        for g, (keys, table) in enumerate(self._lkeys):
-            key = event[keys[0]] if len(keys) == 1 else tuple(event[k] for k in keys)
-            slot = table.get(key)
+        for g, (_, read_key, slots) in enumerate(self._lkeys):
+            key = read_key(event)
+            slot = slots.get(key)
             if slot is None:
-                slot = table[key] = live.add_label_slot(self._state)
+                slot = slots[key] = live.add_label_slot(self._state)
             lslots[g] = slot
-
-    def _code(self, name: str, value: Any) -> int:
-        table = self._intern[name]
-        code = table.get(value)
-        if code is None:
-            code = table[value] = self._next_code[name]
-            self._next_code[name] = code + 1
-        return code
 
     # -- labels ---------------------------------------------------------------------------
     def add_label(self, event: Mapping[str, Any], value: float, known_at: int) -> None:
@@ -159,26 +165,31 @@ class OnlineEngine:
             return engine
         prep = prepare(plan, events)
         st = engine._state
-        for g, (keys, table) in enumerate(engine._wkeys):
+        for g, (keys, _, table) in enumerate(engine._wkeys):
             order, bounds = prep.segments(keys)
             first = live.rebuild_window_group(st, g, prep.ts, prep.V, prep.C, order, bounds)
             table.update(zip(_segment_keys(events, keys, order, bounds), itertools.count(first)))
-        for g, (keys, table) in enumerate(engine._lkeys):
+        for g, (keys, _, table) in enumerate(engine._lkeys):
             order, bounds = prep.segments(keys)
             inputs = prep.label_inputs(labels, plan.label_groups[g])
             first = live.rebuild_label_group(st, g, prep.ts, order, bounds, *inputs)
             table.update(zip(_segment_keys(events, keys, order, bounds), itertools.count(first)))
-        for name in plan.categoricals:
+        for j, (name, table) in enumerate(engine._categoricals):
             codes = prep.codes(name)[0]
             pairs = pl.DataFrame({"v": events.get_column(name), "c": codes}).unique("v")
-            engine._intern[name] = dict(pairs.iter_rows())
-            engine._next_code[name] = int(codes.max()) + 1
+            table.update(pairs.iter_rows())
+            engine._next_code[j] = int(codes.max()) + 1
         return engine
 
     # -- introspection --------------------------------------------------------------------
     def max_key_size(self) -> int:
         """Largest number of entries retained for any one key of any window group."""
         return int(live.max_window_size(self._state))
+
+
+def _key_reader(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:
+    """Read an event's key: the value for one key field, a tuple of values for several."""
+    return operator.itemgetter(*keys)
 
 
 def _segment_keys(

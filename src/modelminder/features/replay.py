@@ -137,10 +137,7 @@ def _run(tasks: list[Callable[[], object]], workers: int) -> None:
 def _rows_in_parallel(fn: RowFn, a: Array, b: Array, n: int, workers: int) -> None:
     """Run a row program over ``n`` rows, split in contiguous blocks."""
     edges = np.linspace(0, n, workers + 1).astype(int)
-    _run(
-        [lambda lo=int(lo), hi=int(hi): fn(a, b, lo, hi) for lo, hi in itertools.pairwise(edges)],
-        workers,
-    )
+    _run([partial(fn, a, b, int(lo), int(hi)) for lo, hi in itertools.pairwise(edges)], workers)
 
 
 def prepare(plan: Plan, events: pl.DataFrame, *, threads: int | None = None) -> Prepared:
@@ -165,8 +162,10 @@ def _chunks(bounds: IntArray, parts: int) -> list[tuple[int, int]]:
     if n_seg <= 0:
         return []
     targets = np.linspace(0, bounds[-1], parts + 1)[1:-1]
-    cuts = np.unique(np.searchsorted(bounds, targets).clip(1, n_seg - 1)) if n_seg > 1 else []
-    edges = [0, *[int(c) for c in cuts], n_seg]
+    cuts: list[int] = []
+    if n_seg > 1:
+        cuts = [int(c) for c in np.unique(np.searchsorted(bounds, targets).clip(1, n_seg - 1))]
+    edges = [0, *cuts, n_seg]
     return [(a, b) for a, b in itertools.pairwise(edges) if a < b]
 
 

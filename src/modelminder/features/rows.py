@@ -24,7 +24,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ RowFn = Callable[[Array, Array, int, int], None]
 
 _ARITH = {"+": "+", "-": "-", "*": "*"}
 _CALLS = {"/": "div", ">": "gt", ">=": "ge", "<": "lt", "<=": "le", "==": "eq", "!=": "ne"}
-_PROGRAMS: dict[str, tuple[RowFn, RowFn]] = {}
+_PROGRAMS: dict[str, tuple[RowFn, RowFn, Callable[..., None]]] = {}
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,9 @@ class RowProgram:
     inputs: tuple[Input, ...]
     values: RowFn
     computes: RowFn
+    # values, the state's online_step and computes in one compiled call (online path):
+    # online(state, wslots, lslots, t, F, V, C, out)
+    online: Callable[..., None]
 
     def inputs_from_frame(self, frame: pl.DataFrame, ts: npt.NDArray[np.int64]) -> Array:
         """The input matrix ``F`` (inputs x rows) of a frame of events."""
@@ -81,16 +84,29 @@ class RowProgram:
                 F[k] = (left == right).cast(pl.Float64).to_numpy()
         return F
 
-    def fill_inputs(self, F: Array, event: Any, ts: int) -> None:
-        """Write one event's inputs into column 0 of ``F``."""
-        for k, inp in enumerate(self.inputs):
-            if inp.kind == "ts":
-                F[k, 0] = ts
-            elif inp.kind == "num":
-                F[k, 0] = event[inp.field]
-            else:
-                right = event[inp.other] if inp.other is not None else inp.literal
-                F[k, 0] = 1.0 if str(event[inp.field]) == str(right) else 0.0
+    def event_writer(self, F: Array) -> Callable[[Mapping[str, Any], int], None]:
+        """A function writing one event's inputs into column 0 of ``F``."""
+        column = F[:, 0]
+        getters = list(enumerate(_getter(inp) for inp in self.inputs))
+
+        def write(event: Mapping[str, Any], ts: int) -> None:
+            for k, get in getters:
+                column[k] = get(event, ts)
+
+        return write
+
+
+def _getter(inp: Input) -> Callable[[Mapping[str, Any], int], float]:
+    name = inp.field
+    if inp.kind == "ts":
+        return lambda e, t: t
+    if inp.kind == "num":
+        return lambda e, t: e[name]
+    if inp.other is not None:
+        other = inp.other
+        return lambda e, t: 1.0 if str(e[name]) == str(e[other]) else 0.0
+    literal = inp.literal
+    return lambda e, t: 1.0 if str(e[name]) == literal else 0.0
 
 
 class _Compiler:
@@ -201,6 +217,7 @@ class _Compiler:
                 "    day_of_week, div, eq, ge, gt, hour_of_day, is_missing, le, log, log1p,",
                 "    lt, ne,",
                 ")",
+                "from modelminder.features.state import online_step",
                 "",
                 "",
                 "@njit(cache=True, nogil=True)",
@@ -213,6 +230,13 @@ class _Compiler:
                 "def computes(F, out, lo, hi):",
                 "    for i in range(lo, hi):",
                 *(compute_lines or ["        pass"]),
+                "",
+                "",
+                "@njit(cache=True, nogil=True)",
+                "def online(st, wslots, lslots, t, F, V, C, out):",
+                "    values(F, V, 0, 1)",
+                "    online_step(st, wslots, lslots, t, V, C, out)",
+                "    computes(F, out, 0, 1)",
                 "",
             ]
         )
@@ -251,7 +275,7 @@ def cache_dir() -> Path:
     return Path(base) / "rows"
 
 
-def _load(source: str) -> tuple[RowFn, RowFn]:
+def _load(source: str) -> tuple[RowFn, RowFn, Callable[..., None]]:
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
     cached = _PROGRAMS.get(digest)
     if cached is not None:
@@ -274,7 +298,7 @@ def _load(source: str) -> tuple[RowFn, RowFn]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # numba's cache re-imports the module by name
     spec.loader.exec_module(module)
-    programs: tuple[RowFn, RowFn] = (module.values, module.computes)
+    programs = (module.values, module.computes, module.online)
     _PROGRAMS[digest] = programs
     return programs
 
@@ -291,5 +315,5 @@ def row_program(plan: Plan) -> RowProgram:
     """
     compiler = _Compiler(plan)
     source = compiler.source()
-    values, computes = _load(source)
-    return RowProgram(tuple(compiler.inputs), values, computes)
+    values, computes, online = _load(source)
+    return RowProgram(tuple(compiler.inputs), values, computes, online)

@@ -1,10 +1,10 @@
 """Live per-key state of the online path, owned by compiled code.
 
 One :class:`LiveState` holds the buffers of every key of every group (layout in
-:mod:`modelminder.features.kernel`) in typed lists indexed by a *slot*, plus the plan's spec
-tables. Python maps entity keys to slots; one compiled call per event (:func:`online_step`)
-then runs every group's step. Keeping the state inside one object makes that call cheap: a
-single argument instead of a dozen arrays per group.
+:mod:`modelminder.features.kernel`, packed into two flat buffers per key) in typed lists
+indexed by a *slot*, plus the plan's spec tables. Python maps entity keys to slots; one
+compiled call per event (:func:`online_step`) then runs every group's step. Keeping the state
+inside one object makes that call cheap: a single argument instead of a dozen arrays per group.
 
 State can also be rebuilt in bulk from a replay (:func:`rebuild_window_group`,
 :func:`rebuild_label_group`): the same step function runs over each key's events and the final
@@ -30,27 +30,22 @@ from modelminder.features.kernel import (
 )
 
 INITIAL_CAPACITY = 8
+CAP = META_LEN  # the slot's capacity is stored right after its meta fields
+HEADER = META_LEN + 1
 
 _i1 = types.int64[::1]
 _f1 = types.float64[::1]
 _i2 = types.int64[:, ::1]
-_f2 = types.float64[:, ::1]
 
+# Each window slot is two flat buffers, so touching a key touches two allocations:
+#   ib = [meta (META_LEN) | capacity | ts (cap) | C (cap x nc)]
+#   fb = [shift (nv) | X (cap x nv) | P0, P1, P2 (each (cap + 1) x nv)]
+# Each label slot: ib = [meta | capacity | ts (cap) | known_at (cap)], fb = [value (cap)].
 FIELDS: list[tuple[str, Any]] = [
-    # window slots
-    ("wts", types.ListType(_i1)),
-    ("wX", types.ListType(_f2)),
-    ("wC", types.ListType(_i2)),
-    ("wP0", types.ListType(_f2)),
-    ("wP1", types.ListType(_f2)),
-    ("wP2", types.ListType(_f2)),
-    ("wmeta", types.ListType(_i1)),
-    ("wshift", types.ListType(_f1)),
-    # label slots
-    ("lts", types.ListType(_i1)),
-    ("lka", types.ListType(_i1)),
-    ("lv", types.ListType(_f1)),
-    ("lmeta", types.ListType(_i1)),
+    ("wI", types.ListType(_i1)),
+    ("wD", types.ListType(_f1)),
+    ("lI", types.ListType(_i1)),
+    ("lD", types.ListType(_f1)),
     # the plan: window groups (spec rows wspecs[wsb[g]:wsb[g + 1]]) and label groups
     ("wspecs", _i2),
     ("wsb", _i1),
@@ -71,7 +66,7 @@ class LiveStateType(types.StructRef):
         return tuple((name, types.unliteral(typ)) for name, typ in fields)
 
 
-class LiveState(structref.StructRefProxy):  # type: ignore[misc]
+class LiveState(structref.StructRefProxy):
     """Python handle of the compiled state (fields are read in compiled code only)."""
 
 
@@ -82,19 +77,11 @@ STATE_TYPE = LiveStateType(FIELDS)
 @njit(cache=True)
 def new_state(wspecs, wsb, whor, voff, nv, coff, nc, lspecs, lsb, lhor):  # type: ignore[no-untyped-def]
     """An empty state for a plan's spec tables."""
-    st = structref.new(STATE_TYPE)
-    st.wts = List.empty_list(_i1)
-    st.wX = List.empty_list(_f2)
-    st.wC = List.empty_list(_i2)
-    st.wP0 = List.empty_list(_f2)
-    st.wP1 = List.empty_list(_f2)
-    st.wP2 = List.empty_list(_f2)
-    st.wmeta = List.empty_list(_i1)
-    st.wshift = List.empty_list(_f1)
-    st.lts = List.empty_list(_i1)
-    st.lka = List.empty_list(_i1)
-    st.lv = List.empty_list(_f1)
-    st.lmeta = List.empty_list(_i1)
+    st = structref.new(STATE_TYPE)  # type: ignore[call-arg,var-annotated]
+    st.wI = List.empty_list(_i1)
+    st.wD = List.empty_list(_f1)
+    st.lI = List.empty_list(_i1)
+    st.lD = List.empty_list(_f1)
     st.wspecs = wspecs
     st.wsb = wsb
     st.whor = whor
@@ -108,111 +95,105 @@ def new_state(wspecs, wsb, whor, voff, nv, coff, nc, lspecs, lsb, lhor):  # type
     return st
 
 
-@njit(cache=True)
-def _append_window(st, ts, X, C, P0, P1, P2, meta, shift):  # type: ignore[no-untyped-def]
-    st.wts.append(ts)
-    st.wX.append(X)
-    st.wC.append(C)
-    st.wP0.append(P0)
-    st.wP1.append(P1)
-    st.wP2.append(P2)
-    st.wmeta.append(meta)
-    st.wshift.append(shift)
-    return len(st.wts) - 1
+@njit(cache=True, nogil=True, inline="always")
+def _window_buffers(cap, nv, nc):  # type: ignore[no-untyped-def]
+    ib = np.zeros(HEADER + cap + cap * nc, np.int64)
+    ib[CAP] = cap
+    fb = np.zeros(nv + cap * nv + 3 * (cap + 1) * nv, np.float64)
+    return ib, fb
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _window_views(ib, fb, nv, nc):  # type: ignore[no-untyped-def]
+    """(ts, X, C, P0, P1, P2, meta, shift) views of a slot's two buffers."""
+    cap = ib[CAP]
+    ts = ib[HEADER : HEADER + cap]
+    C = ib[HEADER + cap : HEADER + cap + cap * nc].reshape((cap, nc))
+    o = nv + cap * nv
+    X = fb[nv:o].reshape((cap, nv))
+    q = (cap + 1) * nv
+    P0 = fb[o : o + q].reshape((cap + 1, nv))
+    P1 = fb[o + q : o + 2 * q].reshape((cap + 1, nv))
+    P2 = fb[o + 2 * q : o + 3 * q].reshape((cap + 1, nv))
+    return ts, X, C, P0, P1, P2, ib[:META_LEN], fb[:nv]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _label_buffers(cap):  # type: ignore[no-untyped-def]
+    ib = np.zeros(HEADER + 2 * cap, np.int64)
+    ib[CAP] = cap
+    return ib, np.zeros(cap, np.float64)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _label_views(ib, fb):  # type: ignore[no-untyped-def]
+    """(ts, known_at, value, meta) views of a label slot's buffers."""
+    cap = ib[CAP]
+    return ib[HEADER : HEADER + cap], ib[HEADER + cap : HEADER + 2 * cap], fb, ib[:META_LEN]
 
 
 @njit(cache=True)
 def add_window_slot(st, g):  # type: ignore[no-untyped-def]
     """A new, empty key of window group ``g``; returns its slot."""
-    cap = INITIAL_CAPACITY
-    nv = st.nv[g]
-    nc = st.nc[g]
-    return _append_window(
-        st,
-        np.zeros(cap, np.int64),
-        np.zeros((cap, nv), np.float64),
-        np.zeros((cap, nc), np.int64),
-        np.zeros((cap + 1, nv), np.float64),
-        np.zeros((cap + 1, nv), np.float64),
-        np.zeros((cap + 1, nv), np.float64),
-        np.zeros(META_LEN, np.int64),
-        np.zeros(nv, np.float64),
-    )
+    ib, fb = _window_buffers(INITIAL_CAPACITY, st.nv[g], st.nc[g])
+    st.wI.append(ib)
+    st.wD.append(fb)
+    return len(st.wI) - 1
 
 
 @njit(cache=True)
 def add_label_slot(st):  # type: ignore[no-untyped-def]
     """A new, empty key of a label group; returns its slot."""
-    cap = INITIAL_CAPACITY
-    st.lts.append(np.zeros(cap, np.int64))
-    st.lka.append(np.zeros(cap, np.int64))
-    st.lv.append(np.zeros(cap, np.float64))
-    st.lmeta.append(np.zeros(META_LEN, np.int64))
-    return len(st.lts) - 1
+    ib, fb = _label_buffers(INITIAL_CAPACITY)
+    st.lI.append(ib)
+    st.lD.append(fb)
+    return len(st.lI) - 1
 
 
 @njit(cache=True, nogil=True)
-def _resize_window(st, s, new_cap):  # type: ignore[no-untyped-def]
+def _resize_window(st, s, nv, nc, new_cap):  # type: ignore[no-untyped-def]
     """Move the live entries of slot ``s`` to buffers of ``new_cap`` (values verbatim)."""
-    meta = st.wmeta[s]
+    ts, X, C, P0, P1, P2, meta, shift = _window_views(st.wI[s], st.wD[s], nv, nc)
     start = meta[START]
     end = meta[END]
     live = end - start
-    old_X = st.wX[s]
-    nv = old_X.shape[1]
-    nc = st.wC[s].shape[1]
-    ts = np.zeros(new_cap, np.int64)
-    ts[:live] = st.wts[s][start:end]
-    X = np.zeros((new_cap, nv), np.float64)
-    X[:live] = old_X[start:end]
-    C = np.zeros((new_cap, nc), np.int64)
-    C[:live] = st.wC[s][start:end]
-    P0 = np.zeros((new_cap + 1, nv), np.float64)
-    P0[: live + 1] = st.wP0[s][start : end + 1]
-    P1 = np.zeros((new_cap + 1, nv), np.float64)
-    P1[: live + 1] = st.wP1[s][start : end + 1]
-    P2 = np.zeros((new_cap + 1, nv), np.float64)
-    P2[: live + 1] = st.wP2[s][start : end + 1]
-    st.wts[s] = ts
-    st.wX[s] = X
-    st.wC[s] = C
-    st.wP0[s] = P0
-    st.wP1[s] = P1
-    st.wP2[s] = P2
-    meta[START] = 0
-    meta[END] = live
+    ib, fb = _window_buffers(new_cap, nv, nc)
+    ts2, X2, C2, Q0, Q1, Q2, meta2, shift2 = _window_views(ib, fb, nv, nc)
+    meta2[:] = meta
+    shift2[:] = shift
+    ts2[:live] = ts[start:end]
+    X2[:live] = X[start:end]
+    C2[:live] = C[start:end]
+    Q0[: live + 1] = P0[start : end + 1]
+    Q1[: live + 1] = P1[start : end + 1]
+    Q2[: live + 1] = P2[start : end + 1]
+    meta2[START] = 0
+    meta2[END] = live
+    st.wI[s] = ib
+    st.wD[s] = fb
 
 
 @njit(cache=True, nogil=True)
-def _make_room_window(st, s):  # type: ignore[no-untyped-def]
-    meta = st.wmeta[s]
-    cap = st.wts[s].shape[0]
-    if meta[END] < cap:
-        return
-    live = meta[END] - meta[START]
-    _resize_window(st, s, cap if live < cap // 2 else cap * 2)
-
-
-@njit(cache=True, nogil=True)
-def _make_room_label(st, s):  # type: ignore[no-untyped-def]
-    meta = st.lmeta[s]
-    cap = st.lts[s].shape[0]
-    if meta[END] < cap:
-        return
+def _resize_label(st, s, new_cap):  # type: ignore[no-untyped-def]
+    ts, ka, v, meta = _label_views(st.lI[s], st.lD[s])
     start = meta[START]
     live = meta[END] - start
-    new_cap = cap if live < cap // 2 else cap * 2
-    ts = np.zeros(new_cap, np.int64)
-    ts[:live] = st.lts[s][start : start + live]
-    ka = np.zeros(new_cap, np.int64)
-    ka[:live] = st.lka[s][start : start + live]
-    v = np.zeros(new_cap, np.float64)
-    v[:live] = st.lv[s][start : start + live]
-    st.lts[s] = ts
-    st.lka[s] = ka
-    st.lv[s] = v
-    meta[START] = 0
-    meta[END] = live
+    ib, fb = _label_buffers(new_cap)
+    ts2, ka2, v2, meta2 = _label_views(ib, fb)
+    meta2[:] = meta
+    ts2[:live] = ts[start : start + live]
+    ka2[:live] = ka[start : start + live]
+    v2[:live] = v[start : start + live]
+    meta2[START] = 0
+    meta2[END] = live
+    st.lI[s] = ib
+    st.lD[s] = fb
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _grown(cap, live):  # type: ignore[no-untyped-def]
+    """Capacity after a full buffer: compact in place when at most half is live, else double."""
+    return cap if live < cap // 2 else cap * 2
 
 
 @njit(cache=True, nogil=True)
@@ -221,18 +202,21 @@ def online_step(st, wslots, lslots, t, V, C, out):  # type: ignore[no-untyped-de
     ``out[:, 0]``, then fold the event into its keys' window state."""
     for g in range(st.whor.shape[0]):
         s = wslots[g]
-        _make_room_window(st, s)
+        nv = st.nv[g]
+        nc = st.nc[g]
+        ib = st.wI[s]
+        if ib[END] >= ib[CAP]:
+            _resize_window(st, s, nv, nc, _grown(ib[CAP], ib[END] - ib[START]))
+            ib = st.wI[s]
+        ts, X, Cs, P0, P1, P2, meta, shift = _window_views(ib, st.wD[s], nv, nc)
         window_step(
-            t, V, st.voff[g], C, st.coff[g], 0, st.wts[s], st.wX[s], st.wC[s], st.wP0[s],
-            st.wP1[s], st.wP2[s], st.wmeta[s], st.wshift[s], st.wspecs, st.wsb[g],
-            st.wsb[g + 1], st.whor[g], out, 0,
+            t, V, st.voff[g], C, st.coff[g], 0, ts, X, Cs, P0, P1, P2, meta, shift,
+            st.wspecs, st.wsb[g], st.wsb[g + 1], st.whor[g], out, 0,
         )  # fmt: skip
     for g in range(st.lhor.shape[0]):
         s = lslots[g]
-        label_query(
-            t, st.lts[s], st.lka[s], st.lv[s], st.lmeta[s], st.lspecs, st.lsb[g],
-            st.lsb[g + 1], st.lhor[g], out, 0,
-        )  # fmt: skip
+        lts, lka, lv, lmeta = _label_views(st.lI[s], st.lD[s])
+        label_query(t, lts, lka, lv, lmeta, st.lspecs, st.lsb[g], st.lsb[g + 1], st.lhor[g], out, 0)
 
 
 @njit(cache=True, nogil=True)
@@ -240,17 +224,20 @@ def add_label(st, lslots, ets, known_at, value):  # type: ignore[no-untyped-def]
     """Fold one label (of an event at ``ets``) into its keys' label state."""
     for g in range(st.lhor.shape[0]):
         s = lslots[g]
-        _make_room_label(st, s)
-        label_insert(ets, known_at, value, st.lts[s], st.lka[s], st.lv[s], st.lmeta[s], st.lhor[g])
+        ib = st.lI[s]
+        if ib[END] >= ib[CAP]:
+            _resize_label(st, s, _grown(ib[CAP], ib[END] - ib[START]))
+        lts, lka, lv, lmeta = _label_views(st.lI[s], st.lD[s])
+        label_insert(ets, known_at, value, lts, lka, lv, lmeta, st.lhor[g])
 
 
 @njit(cache=True)
 def max_window_size(st):  # type: ignore[no-untyped-def]
     """Largest number of entries retained for any one key of any window group."""
     best = 0
-    for s in range(len(st.wmeta)):
-        meta = st.wmeta[s]
-        best = max(best, meta[END] - meta[START])
+    for s in range(len(st.wI)):
+        ib = st.wI[s]
+        best = max(best, ib[END] - ib[START])
     return best
 
 
@@ -263,28 +250,22 @@ def rebuild_window_group(st, g, ts_all, V, C_all, order, bounds):  # type: ignor
     voff = st.voff[g]
     coff = st.coff[g]
     scratch = np.empty((st.wspecs[:, 3].max() + 1, 1), np.float64)
-    first = len(st.wts)
+    first = len(st.wI)
     for k in range(bounds.shape[0] - 1):
         m = bounds[k + 1] - bounds[k]
-        cap = max(INITIAL_CAPACITY, m)
-        ts = np.zeros(cap, np.int64)
-        X = np.zeros((cap, nv), np.float64)
-        C = np.zeros((cap, nc), np.int64)
-        P0 = np.zeros((cap + 1, nv), np.float64)
-        P1 = np.zeros((cap + 1, nv), np.float64)
-        P2 = np.zeros((cap + 1, nv), np.float64)
-        meta = np.zeros(META_LEN, np.int64)
-        shift = np.zeros(nv, np.float64)
+        ib, fb = _window_buffers(max(INITIAL_CAPACITY, m), nv, nc)
+        ts, X, C, P0, P1, P2, meta, shift = _window_views(ib, fb, nv, nc)
         for i in range(bounds[k], bounds[k + 1]):
             r = order[i]
             window_step(
                 ts_all[r], V, voff, C_all, coff, r, ts, X, C, P0, P1, P2, meta, shift,
                 st.wspecs, st.wsb[g], st.wsb[g + 1], st.whor[g], scratch, 0,
             )  # fmt: skip
-        s = _append_window(st, ts, X, C, P0, P1, P2, meta, shift)
+        st.wI.append(ib)
+        st.wD.append(fb)
         live = meta[END] - meta[START]
-        if cap > 2 * max(INITIAL_CAPACITY, live):
-            _resize_window(st, s, 2 * max(INITIAL_CAPACITY, live))
+        if ib[CAP] > 2 * max(INITIAL_CAPACITY, live):
+            _resize_window(st, len(st.wI) - 1, nv, nc, 2 * max(INITIAL_CAPACITY, live))
     return first
 
 
@@ -293,14 +274,11 @@ def rebuild_label_group(st, g, ts_all, order, bounds, l_ets, l_ka, l_v, l_bounds
     """Fold each key's labels in and run its events (to advance the retention floor); keep
     the result as a new slot per segment; returns the first slot."""
     scratch = np.empty((st.lspecs[:, 3].max() + 1, 1), np.float64)
-    first = len(st.lts)
+    first = len(st.lI)
     for k in range(bounds.shape[0] - 1):
         m = l_bounds[k + 1] - l_bounds[k]
-        cap = max(INITIAL_CAPACITY, m + 1)
-        lts = np.zeros(cap, np.int64)
-        lka = np.zeros(cap, np.int64)
-        lv = np.zeros(cap, np.float64)
-        lmeta = np.zeros(META_LEN, np.int64)
+        ib, fb = _label_buffers(max(INITIAL_CAPACITY, m + 1))
+        lts, lka, lv, lmeta = _label_views(ib, fb)
         for j in range(l_bounds[k], l_bounds[k + 1]):
             label_insert(l_ets[j], l_ka[j], l_v[j], lts, lka, lv, lmeta, st.lhor[g])
         for i in range(bounds[k], bounds[k + 1]):
@@ -309,8 +287,6 @@ def rebuild_label_group(st, g, ts_all, order, bounds, l_ets, l_ka, l_v, l_bounds
                 ts_all[r], lts, lka, lv, lmeta, st.lspecs, st.lsb[g], st.lsb[g + 1],
                 st.lhor[g], scratch, 0,
             )  # fmt: skip
-        st.lts.append(lts)
-        st.lka.append(lka)
-        st.lv.append(lv)
-        st.lmeta.append(lmeta)
+        st.lI.append(ib)
+        st.lD.append(fb)
     return first
