@@ -73,6 +73,7 @@ class EventLog:
     1
     >>> log.append_events(batch).summary()
     'events: all 1 records were already in the log; nothing changed.'
+    >>> log.close()
     """
 
     def __init__(self, path: Path, schema: EventSchema) -> None:

@@ -42,10 +42,10 @@ _i2 = types.int64[:, ::1]
 #   fb = [shift (nv) | X (cap x nv) | P0, P1, P2 (each (cap + 1) x nv)]
 # Each label slot: ib = [meta | capacity | ts (cap) | known_at (cap)], fb = [value (cap)].
 FIELDS: list[tuple[str, Any]] = [
-    ("wI", types.ListType(_i1)),
-    ("wD", types.ListType(_f1)),
-    ("lI", types.ListType(_i1)),
-    ("lD", types.ListType(_f1)),
+    ("wI", types.ListType(_i1)),  # type: ignore[no-untyped-call]
+    ("wD", types.ListType(_f1)),  # type: ignore[no-untyped-call]
+    ("lI", types.ListType(_i1)),  # type: ignore[no-untyped-call]
+    ("lD", types.ListType(_f1)),  # type: ignore[no-untyped-call]
     # the plan: window groups (spec rows wspecs[wsb[g]:wsb[g + 1]]) and label groups
     ("wspecs", _i2),
     ("wsb", _i1),
@@ -63,15 +63,17 @@ FIELDS: list[tuple[str, Any]] = [
 @structref.register
 class LiveStateType(types.StructRef):
     def preprocess_fields(self, fields: Any) -> Any:
-        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+        unliteral = types.unliteral
+        return tuple((name, unliteral(typ)) for name, typ in fields)  # type: ignore[no-untyped-call]
 
 
 class LiveState(structref.StructRefProxy):
     """Python handle of the compiled state (fields are read in compiled code only)."""
 
 
-structref.define_proxy(LiveState, LiveStateType, [name for name, _ in FIELDS])
-STATE_TYPE = LiveStateType(FIELDS)
+_NAMES = [name for name, _ in FIELDS]
+structref.define_proxy(LiveState, LiveStateType, _NAMES)  # type: ignore[no-untyped-call]
+STATE_TYPE = LiveStateType(FIELDS)  # type: ignore[no-untyped-call]
 
 
 @njit(cache=True)
