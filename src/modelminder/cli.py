@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-out = Console()
+# Wide enough for the tables when output is piped (rich falls back to 80 columns there).
+out = Console(width=None if sys.stdout.isatty() else 120)
 
 ProjectOpt = Annotated[
     Path, typer.Option("--project", "-p", help="Project folder (with minder.toml).")
