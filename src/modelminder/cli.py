@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import polars as pl
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from modelminder.cli_common import ProjectOpt, console, out, parse_time, progress_bar
+from modelminder.cli_models import register_commands
 from modelminder.errors import InputFileError, MinderError
 
 app = typer.Typer(
@@ -22,39 +20,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-# Wide enough for the tables when output is piped (rich falls back to 80 columns there).
-out = Console(width=None if sys.stdout.isatty() else 120)
-
-ProjectOpt = Annotated[
-    Path, typer.Option("--project", "-p", help="Project folder (with minder.toml).")
-]
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,}"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def _parse_time(text: str | None, option: str) -> int | None:
-    if text is None:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise MinderError(
-            f"{option} must be an ISO-8601 time like 2026-03-01 or 2026-03-01T12:00:00Z. "
-            f"Got {text!r}."
-        ) from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return int(value.timestamp() * 1_000_000)
 
 
 def _read_file(path: Path) -> pl.DataFrame:
@@ -136,7 +101,7 @@ def ingest(
     proj = load_project(project)
     frame = _read_file(file)
     t0 = time.perf_counter()
-    with proj.open_log() as log, _progress() as bar:
+    with proj.open_log() as log, progress_bar() as bar:
         task = bar.add_task(f"ingest {topic}", total=frame.height)
         step = lambda n: bar.advance(task, n)  # noqa: E731
         if topic == "events":
@@ -166,11 +131,11 @@ def replay(
 
     proj = load_project(project)
     plan = proj.plan()
-    f, t = _parse_time(from_, "--from"), _parse_time(to, "--to")
+    f, t = parse_time(from_, "--from"), parse_time(to, "--to")
     t0 = time.perf_counter()
     with proj.open_log() as log:
         if online:
-            with _progress() as bar:
+            with progress_bar() as bar:
                 task = bar.add_task("online replay", total=log.count("events"))
                 table = replay_log_online(
                     log, plan, from_ts=f, to_ts=t, progress=lambda n: bar.advance(task, n)
@@ -210,7 +175,7 @@ def check_parity(
         to_offset = None if sample is None else (log.offset_of_nth(sample) or 0)
         with console.status("batch replay"):
             batch = replay_log(log, plan, to_offset=to_offset)
-        with _progress() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("online path", total=batch.height)
             online_table = replay_log_online(
                 log, plan, to_offset=to_offset, progress=lambda n: bar.advance(task, n)
@@ -245,6 +210,9 @@ def demo(
     from modelminder.demo import run_demo
 
     run_demo(workdir, days=days, cards=cards, seed=seed, console=out)
+
+
+register_commands(app)
 
 
 def main() -> None:

@@ -29,3 +29,21 @@ class LogError(MinderError):
 
 class InputFileError(MinderError):
     """An input file cannot be read. Check its path and format."""
+
+
+class ArtifactError(MinderError):
+    """A model artifact is invalid, or on disk it no longer matches its checksum.
+
+    A mismatch means the artifact was tampered with or corrupted: do not use it. Restore the
+    folder from a backup, or retrain and register a new version.
+    """
+
+
+class RegistryError(MinderError):
+    """The model registry refused a request (unknown version or alias, a rejected model as
+    champion without an override, nothing to roll back to). Read the message for the fix."""
+
+
+class TrainingError(MinderError):
+    """Training cannot proceed (no labels yet, one class, an empty range, a bad option).
+    Read the message: it names the input to change."""

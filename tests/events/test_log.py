@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 
-from modelminder.errors import SchemaError
+from modelminder.clock import SimulatedClock
+from modelminder.errors import LogError, SchemaError
 from modelminder.events.log import EventLog
 from modelminder.events.schema import EventSchema
 
@@ -111,3 +115,84 @@ def test_reopening_with_other_fields_is_refused(tmp_path: Path) -> None:
     EventLog.open(tmp_path / "l.db", SCHEMA).close()
     with pytest.raises(Exception, match="was created for event fields"):
         EventLog.open(tmp_path / "l.db", EventSchema({"card_id": "str"}))
+
+
+# -- audit topic ----------------------------------------------------------------------------
+def test_audit_records_append_in_order_with_json_payloads(tmp_path: Path) -> None:
+    clock = SimulatedClock(1_000)
+    with EventLog.open(tmp_path / "log.db", SCHEMA, clock=clock) as lg:
+        first = lg.append_audit("alias_changed", "alice", {"version": "v2", "previous": None})
+        clock.advance_to(2_000)
+        second = lg.append_audit("alias_changed", "bob", {"version": "v1"})
+        third = lg.append_audit("model_registered", "job", {"n": 1}, ts_us=1_500)
+        assert first < second < third
+        frame = lg.read("audit")
+        assert frame.schema == pl.Schema(
+            {
+                "offset": pl.Int64,
+                "ts": pl.Int64,
+                "kind": pl.String,
+                "actor": pl.String,
+                "payload": pl.String,
+            }
+        )
+        assert frame.get_column("offset").to_list() == [first, second, third]
+        assert frame.get_column("ts").to_list() == [1_000, 2_000, 1_500]
+        assert frame.get_column("actor").to_list() == ["alice", "bob", "job"]
+        assert json.loads(frame.get_column("payload")[0]) == {"previous": None, "version": "v2"}
+        assert lg.count("audit") == 3
+        assert lg.offset_of_nth(2, "audit") == second
+        by_time = lg.read("audit", from_ts=1_500, to_ts=2_000)
+        assert by_time.get_column("kind").to_list() == ["model_registered"]
+
+
+def test_audit_defaults_to_the_wall_clock(log: EventLog) -> None:
+    before = time.time_ns() // 1000
+    log.append_audit("alias_changed", "alice", {})
+    after = time.time_ns() // 1000
+    assert before <= log.read("audit").get_column("ts")[0] <= after
+
+
+def test_audit_is_a_separate_topic(log: EventLog) -> None:
+    log.append_audit("alias_changed", "alice", {"x": 1})
+    assert log.read("audit", from_offset=5).height == 0
+    assert log.read("audit", from_offset=5).columns == ["offset", "ts", "kind", "actor", "payload"]
+    log.append_events(_events(["a", "b"]))
+    assert log.read("events").get_column("offset").to_list() == [1, 2]
+    assert (log.count("events"), log.count("labels"), log.count("audit")) == (2, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "needle"),
+    [
+        (("", "alice", {}), {}, "'kind' must be a non-empty string"),
+        (("alias_changed", " ", {}), {}, "'actor' must be a non-empty string"),
+        (("alias_changed", "alice", ["v1"]), {}, "must be a mapping"),
+        (("alias_changed", "alice", {"auc": float("nan")}), {}, "not JSON-serializable"),
+        (("alias_changed", "alice", {"t": dt.datetime(2026, 1, 1)}), {}, "not JSON-serializable"),
+        (("alias_changed", "alice", {}), {"ts_us": 1.5}, "'ts_us' .* must be an int"),
+    ],
+)
+def test_bad_audit_records_are_refused(
+    log: EventLog, args: tuple[Any, ...], kwargs: dict[str, Any], needle: str
+) -> None:
+    with pytest.raises(SchemaError, match=needle):
+        log.append_audit(*args, **kwargs)
+    assert log.count("audit") == 0
+
+
+def test_unknown_topics_name_the_topics(log: EventLog) -> None:
+    for call in (log.read, log.count, lambda t: log.offset_of_nth(1, t)):
+        with pytest.raises(
+            LogError, match=r"Unknown topic 'audits'. Topics: events, labels, audit"
+        ):
+            call("audits")
+
+
+def test_a_log_from_before_the_audit_topic_gets_it_on_open(tmp_path: Path) -> None:
+    with EventLog.open(tmp_path / "old.db", SCHEMA) as lg:
+        lg.append_events(_events(["a"]))
+        lg._fetch("DROP TABLE audit")  # what a log written by an older version looks like
+    with EventLog.open(tmp_path / "old.db", SCHEMA) as lg:
+        assert lg.append_audit("alias_changed", "alice", {}) == 1
+        assert lg.count("events") == 1

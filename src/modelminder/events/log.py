@@ -8,26 +8,31 @@ Promises
   ``(event_id, source)`` for labels) is skipped and counted as a duplicate.
 * Offsets are assigned by the log, strictly increasing, never reused.
 * Reads come back as Arrow-backed Polars frames in offset order (no row-by-row Python).
+* The ``audit`` topic records who changed what and why (e.g. a model registry alias change),
+  one row per change: ``offset, ts, kind, actor, payload`` with ``payload`` a JSON string.
+  Audit records have no id and are never deduplicated: each call is one change.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import adbc_driver_sqlite.dbapi as adbc
 import polars as pl
 
-from modelminder.errors import LogError
+from modelminder.clock import Clock, WallClock
+from modelminder.errors import LogError, SchemaError
 from modelminder.events.schema import EventSchema, normalize
+from modelminder.store.sqlite import Database
 
 CHUNK = 50_000
 _SQL_TYPES = {"str": "TEXT", "float": "REAL", "int": "INTEGER", "bool": "INTEGER"}
+TOPICS = ("events", "labels", "audit")
+# The column that read(from_ts=, to_ts=) filters on, per topic.
+_TIME_COLUMN = {"events": "ts", "labels": "known_at", "audit": "ts"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,15 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _check_topic(topic: str) -> None:
+    # Topic names are interpolated into SQL as table names, so only these three may pass.
+    if topic not in TOPICS:
+        raise LogError(f"Unknown topic {topic!r}. Topics: {', '.join(TOPICS)}.")
+
+
+_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000")
+
+
 class EventLog:
     """An event log in a SQLite file.
 
@@ -76,35 +90,27 @@ class EventLog:
     >>> log.close()
     """
 
-    def __init__(self, path: Path, schema: EventSchema) -> None:
+    def __init__(self, path: Path, schema: EventSchema, clock: Clock | None = None) -> None:
         self.path = path
         self.schema = schema
-        # One SQLite library per process: every access goes through this ADBC connection
-        # (mixing it with the stdlib sqlite3 module on one file breaks WAL locking).
-        self._conn = adbc.connect(str(path), autocommit=True)
-        self._lock = threading.RLock()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"):
-            self._fetch(f"PRAGMA {pragma}")
-
-    def _fetch(self, sql: str, params: list[Any] | tuple[Any, ...] | None = None) -> list[Any]:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute(sql, parameters=list(params) if params else None)
-                try:
-                    return list(cur.fetchall())
-                except Exception:  # statements without a result set
-                    return []
-            finally:
-                cur.close()
+        # Stamps audit records that do not bring their own time.
+        self.clock: Clock = clock if clock is not None else WallClock()
+        self._db = Database(path, pragmas=_PRAGMAS)
+        self._lock = self._db.lock
+        self._fetch = self._db.fetch
+        self._tx = self._db.tx
 
     @classmethod
-    def open(cls, path: str | Path, schema: EventSchema) -> EventLog:
-        """Open (creating if needed) the log at ``path`` for events with ``schema``."""
+    def open(cls, path: str | Path, schema: EventSchema, *, clock: Clock | None = None) -> EventLog:
+        """Open (creating if needed) the log at ``path`` for events with ``schema``.
+
+        ``clock`` stamps audit records appended without an explicit time (default: the wall
+        clock).
+        """
         p = Path(path)
         if not p.parent.exists():
             raise LogError(f"Cannot create the log at {p}: folder {p.parent} does not exist.")
-        log = cls(p, schema)
+        log = cls(p, schema, clock)
         try:
             log._migrate()
         except BaseException:
@@ -114,9 +120,7 @@ class EventLog:
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None  # type: ignore[assignment]
+        self._db.close()
 
     def __enter__(self) -> EventLog:
         return self
@@ -153,17 +157,15 @@ class EventLog:
                 f"configuration declares {json.dumps(fields)}. Use the original fields, or "
                 "start a new log file."
             )
-
-    @contextmanager
-    def _tx(self) -> Iterator[None]:
-        with self._lock:
-            self._fetch("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._fetch("ROLLBACK")
-                raise
-            self._fetch("COMMIT")
+        # Logs created before the audit topic existed get it on their next open.
+        if not c._fetch("SELECT 1 FROM sqlite_master WHERE type='table' AND name='audit'"):
+            with self._tx():
+                c._fetch(
+                    'CREATE TABLE IF NOT EXISTS audit ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
+                    "ts INTEGER NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, "
+                    "payload TEXT NOT NULL)"
+                )
+                c._fetch("CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts)")
 
     # -- append ---------------------------------------------------------------------------
     def append_events(
@@ -199,6 +201,69 @@ class EventLog:
         )
         return self._insert("labels", batch, sql, progress)
 
+    def append_audit(
+        self,
+        kind: str,
+        actor: str,
+        payload: Mapping[str, Any],
+        *,
+        ts_us: int | None = None,
+    ) -> int:
+        """Append one audit record and return its offset.
+
+        Parameters
+        ----------
+        kind : str
+            What happened, e.g. ``"alias_changed"``.
+        actor : str
+            Who did it (a user name or a job name).
+        payload : Mapping[str, Any]
+            The details; stored as a JSON string (keys sorted), so it must be JSON-serializable.
+        ts_us : int, optional
+            When it happened, in UTC microseconds; defaults to the log's clock.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> log = EventLog.open(tempfile.mkdtemp() + "/log.db", EventSchema({"card_id": "str"}))
+        >>> log.append_audit("alias_changed", "alice", {"version": "v2"}, ts_us=1_000)
+        1
+        >>> log.read("audit").select("ts", "kind", "actor", "payload").row(0)
+        (1000, 'alias_changed', 'alice', '{"version": "v2"}')
+        >>> log.close()
+        """
+        for name, value in (("kind", kind), ("actor", actor)):
+            if not isinstance(value, str) or not value.strip():
+                raise SchemaError(
+                    f"The audit record's {name!r} must be a non-empty string. Got {value!r}."
+                )
+        if not isinstance(payload, Mapping):
+            raise SchemaError(
+                f"The payload of audit record {kind!r} must be a mapping (a dict). "
+                f"Got {type(payload).__name__}."
+            )
+        try:
+            text = json.dumps(dict(payload), sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise SchemaError(
+                f"The payload of audit record {kind!r} is not JSON-serializable: {err}. "
+                "Convert values to str, int, float (finite), bool, None, lists or dicts."
+            ) from None
+        if ts_us is None:
+            ts_us = self.clock.now_us()
+        elif isinstance(ts_us, bool) or not isinstance(ts_us, int):
+            raise SchemaError(
+                f"The 'ts_us' of audit record {kind!r} must be an int (UTC microseconds). "
+                f"Got {ts_us!r}."
+            )
+        with self._tx():
+            rows = self._fetch(
+                "INSERT INTO audit (ts, kind, actor, payload) VALUES (?, ?, ?, ?) "
+                'RETURNING "offset"',
+                [ts_us, kind, actor, text],
+            )
+        return int(rows[0][0])
+
     def _insert(
         self,
         topic: str,
@@ -209,7 +274,7 @@ class EventLog:
         inserted = 0
         with self._tx():
             before = self._fetch(f'SELECT COALESCE(MAX("offset"), 0) FROM {topic}')[0][0]
-            cur = self._conn.cursor()
+            cur = self._db.cursor()
             try:
                 for start in range(0, batch.height, CHUNK):
                     chunk = batch.slice(start, CHUNK)
@@ -242,11 +307,11 @@ class EventLog:
         to_ts: int | None = None,
     ) -> pl.DataFrame:
         """Records of ``topic`` in offset order, filtered by offset range ``[from, to]`` and/or
-        time range ``[from_ts, to_ts)`` (event time for events, ``known_at`` for labels).
-        Times are int64 microseconds in the ``ts``/``label_ts``/``known_at`` columns."""
-        if topic not in ("events", "labels"):
-            raise LogError(f"Unknown topic {topic!r}. Topics: events, labels.")
-        time_col = "ts" if topic == "events" else "known_at"
+        time range ``[from_ts, to_ts)`` (event time for events, ``known_at`` for labels, ``ts``
+        for audit). Times are int64 microseconds in the ``ts``/``label_ts``/``known_at``
+        columns."""
+        _check_topic(topic)
+        time_col = _TIME_COLUMN[topic]
         where: list[str] = []
         params: list[Any] = []
         for cond, val in (
@@ -263,19 +328,14 @@ class EventLog:
         return self._query(sql, params, topic)
 
     def _query(self, sql: str, params: list[Any], topic: str) -> pl.DataFrame:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute(sql, parameters=params or None)
-                table = cur.fetch_arrow_table()
-            finally:
-                cur.close()
-        frame = pl.from_arrow(table)
+        frame = pl.from_arrow(self._db.arrow(sql, params))
         assert isinstance(frame, pl.DataFrame)
         if frame.height == 0:
             return self._empty(topic)
         casts: dict[str, type[pl.DataType]] = {"offset": pl.Int64}
-        if topic == "events":
+        if topic == "audit":
+            casts.update(ts=pl.Int64, kind=pl.String, actor=pl.String, payload=pl.String)
+        elif topic == "events":
             casts["ts"] = pl.Int64
             for n, t in self.schema.fields.items():
                 casts[n] = {
@@ -296,6 +356,14 @@ class EventLog:
                 "known_at": pl.Int64,
                 "source": pl.String,
             }
+        elif topic == "audit":
+            schema = {
+                "offset": pl.Int64,
+                "ts": pl.Int64,
+                "kind": pl.String,
+                "actor": pl.String,
+                "payload": pl.String,
+            }
         else:
             schema = {"offset": pl.Int64, "event_id": pl.String, "ts": pl.Int64}
             for n, t in self.schema.fields.items():
@@ -309,8 +377,7 @@ class EventLog:
 
     def count(self, topic: str) -> int:
         """Number of records in ``topic``."""
-        if topic not in ("events", "labels"):
-            raise LogError(f"Unknown topic {topic!r}. Topics: events, labels.")
+        _check_topic(topic)
         return int(self._fetch(f"SELECT COUNT(*) FROM {topic}")[0][0])
 
     def max_event_ts(self) -> int | None:
@@ -320,8 +387,7 @@ class EventLog:
 
     def offset_of_nth(self, n: int, topic: str = "events") -> int | None:
         """Offset of the ``n``-th record (1-based) of ``topic``, or the last one if fewer."""
-        if topic not in ("events", "labels"):
-            raise LogError(f"Unknown topic {topic!r}. Topics: events, labels.")
+        _check_topic(topic)
         rows = self._fetch(
             f'SELECT MAX("offset") FROM (SELECT "offset" FROM {topic} ORDER BY "offset" LIMIT ?)',
             [int(n)],

@@ -17,7 +17,7 @@ _UNITS = {
 _PATTERN = re.compile(r"^(\d+)([smhdw])$")
 
 
-def parse_duration(text: str, *, what: str) -> int:
+def parse_duration(text: str, *, what: str, allow_zero: bool = False) -> int:
     """Return the duration ``text`` in microseconds.
 
     Parameters
@@ -26,6 +26,8 @@ def parse_duration(text: str, *, what: str) -> int:
         A positive whole number followed by one unit: ``s``, ``m``, ``h``, ``d`` or ``w``.
     what:
         Names the thing being parsed, for the error message.
+    allow_zero:
+        Accept ``'0s'`` (or any unit) as zero, for gaps that may be switched off.
 
     Examples
     --------
@@ -35,9 +37,10 @@ def parse_duration(text: str, *, what: str) -> int:
     30
     """
     match = _PATTERN.match(text.strip()) if isinstance(text, str) else None
-    if match is None or int(match.group(1)) <= 0:
+    if match is None or (int(match.group(1)) <= 0 and not allow_zero):
+        kind = "a duration (0 allowed)" if allow_zero else "a positive duration"
         raise FeatureDefinitionError(
-            f"The {what} must be a positive duration like '15m', '1h', '7d' or '2w' "
+            f"The {what} must be {kind} like '15m', '1h', '7d' or '2w' "
             f"(units s, m, h, d, w). Got {text!r}."
         )
     return int(match.group(1)) * _UNITS[match.group(2)]

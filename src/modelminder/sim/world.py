@@ -88,12 +88,21 @@ class WorldConfig:
     txn_per_card_day: float = 2.5
     fraud_card_share: float = 0.05
     late_event_share: float = 0.005
+    # "adaptive": the fraud scenarios take turns (concept drift, the default); "steady": all
+    # four run the whole time (a stationary problem, for checking estimates of performance).
+    schedule: str = "adaptive"
 
     def check(self) -> None:
         if not isinstance(self.days, int) or self.days < 1:
             raise MinderError(f"'days' must be a whole number >= 1. Got {self.days!r}.")
         if not isinstance(self.cards, int) or self.cards < 10:
             raise MinderError(f"'cards' must be a whole number >= 10. Got {self.cards!r}.")
+        if self.schedule not in ("adaptive", "steady"):
+            raise MinderError(f"'schedule' must be 'adaptive' or 'steady'. Got {self.schedule!r}.")
+        if not 0.0 < self.fraud_card_share <= 0.5:
+            raise MinderError(
+                f"'fraud_card_share' must be in (0, 0.5]. Got {self.fraud_card_share!r}."
+            )
 
 
 @dataclass(frozen=True)
@@ -255,13 +264,20 @@ def _fraud(
     span = cfg.days * DAY
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]] = []
     n_victims = max(4, int(n_cards * cfg.fraud_card_share))
+    steady = cfg.schedule == "steady"
+
+    def starts(a: float, width: float, n: int) -> npt.NDArray[np.int64]:
+        """Start times of ``n`` attacks: in [a, a + width) of the span, or anywhere if steady."""
+        a, width = (0.0, 0.93) if steady else (a, width)
+        return start_us + int(a * span) + (rng.random(n) * width * span).astype(np.int64)
+
     expensive = np.flatnonzero(np.isin(CATEGORIES[m_cat], ["electronics", "jewelry", "travel"]))
     if len(expensive) == 0:
         expensive = np.arange(len(m_cat))
 
     # 1. big-ticket abroad, first ~35% of the time: bursts of 2-5 large purchases in hours.
     v = rng.choice(n_cards, size=n_victims, replace=False)
-    t0 = start_us + (rng.random(n_victims) * 0.35 * span).astype(np.int64)
+    t0 = starts(0.0, 0.35, n_victims)
     k = rng.integers(2, 6, size=n_victims)
     vc = np.repeat(v, k)
     vt = np.repeat(t0, k) + (rng.random(k.sum()) * 3 * HOUR).astype(np.int64)
@@ -276,13 +292,20 @@ def _fraud(
     n_term = max(2, len(m_cat) // 200)
     terms = rng.choice(len(m_cat), size=n_term, replace=False)
     lo, hi = start_us + int(0.3 * span), start_us + int(0.5 * span)
+    if steady:
+        lo, hi = start_us, start_us + int(0.85 * span)
     seen = np.isin(merch, terms) & (ts >= lo) & (ts < hi)
-    skimmed = np.unique(card[seen])
+    skimmed, first_seen = np.unique(card[seen], return_index=True)
+    skim_ts = ts[seen][first_seen]
     if len(skimmed) > n_victims:
-        skimmed = rng.choice(skimmed, size=n_victims, replace=False)
+        pick = rng.choice(len(skimmed), size=n_victims, replace=False)
+        skimmed, skim_ts = skimmed[pick], skim_ts[pick]
     k = rng.integers(1, 4, size=len(skimmed))
     vc = np.repeat(skimmed, k)
-    vt = hi + (rng.random(len(vc)) * 0.15 * span).astype(np.int64)
+    if steady:  # each skimmed card is used 1-10 days after its visit
+        vt = np.repeat(skim_ts, k) + ((1 + rng.random(len(vc)) * 9) * DAY).astype(np.int64)
+    else:
+        vt = hi + (rng.random(len(vc)) * 0.15 * span).astype(np.int64)
     domestic = np.flatnonzero(~m_online)
     vm = rng.choice(domestic if len(domestic) else np.arange(len(m_cat)), size=len(vc))
     va = np.exp(rng.normal(4.6, 0.5, size=len(vc)))
@@ -290,7 +313,7 @@ def _fraud(
 
     # 3. low and slow, last ~40%: small online amounts, one or two a day for a week.
     v = rng.choice(n_cards, size=n_victims, replace=False)
-    t0 = start_us + int(0.6 * span) + (rng.random(n_victims) * 0.33 * span).astype(np.int64)
+    t0 = starts(0.6, 0.33, n_victims)
     k = rng.integers(3, 9, size=n_victims)
     vc = np.repeat(v, k)
     vt = np.repeat(t0, k) + (rng.random(k.sum()) * 7 * DAY).astype(np.int64)
@@ -301,7 +324,7 @@ def _fraud(
 
     # 4. threshold probing, last ~30%: amounts just under a round limit, repeated.
     v = rng.choice(n_cards, size=max(2, n_victims // 2), replace=False)
-    t0 = start_us + int(0.7 * span) + (rng.random(len(v)) * 0.25 * span).astype(np.int64)
+    t0 = starts(0.7, 0.25, len(v))
     k = rng.integers(3, 7, size=len(v))
     vc = np.repeat(v, k)
     vt = np.repeat(t0, k) + (rng.random(k.sum()) * 2 * DAY).astype(np.int64)

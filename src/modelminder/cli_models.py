@@ -1,0 +1,300 @@
+"""``minder train``, ``minder models ...``, ``minder score``, ``minder evaluate``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from modelminder.cli_common import ProjectOpt, console, out, parse_time
+from modelminder.errors import MinderError
+
+models_app = typer.Typer(help="List, inspect, promote and roll back model versions.")
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _scores_table(scores: dict[str, Any]) -> Table:
+    table = Table(title="Scores (AUC / average precision / recall at 1% alert rate)")
+    for col in ("", "AUC", "avg precision", "recall@1%", "rows", "positives"):
+        table.add_column(col, justify="left" if not col else "right")
+    for name, label in (
+        ("train", "train (in-sample)"),
+        ("validation", "validation (purged folds)"),
+        ("oot", "out-of-time holdout"),
+        ("baseline_oot", "baseline on holdout"),
+    ):
+        s = scores.get(name)
+        if s:
+            table.add_row(
+                label,
+                _fmt(s["auc"]),
+                _fmt(s["average_precision"]),
+                _fmt(s["recall_at_alert_rate"]),
+                f"{int(s['rows']):,}",
+                f"{int(s['positives']):,}",
+            )
+    return table
+
+
+def train(
+    estimator: Annotated[
+        str, typer.Option(help="lightgbm (default), logistic, or mlp (needs [torch]).")
+    ] = "lightgbm",
+    trials: Annotated[int, typer.Option(help="Search trials (0: default parameters).")] = 10,
+    cutoff: Annotated[
+        str | None, typer.Option(help="Labels known by this time (default: the latest event).")
+    ] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Oldest event to use.")] = None,
+    folds: Annotated[int, typer.Option(help="Walk-forward validation folds.")] = 4,
+    holdout: Annotated[float, typer.Option(help="Share of the latest rows held out.")] = 0.2,
+    embargo: Annotated[str, typer.Option(help="Gap around validation blocks.")] = "1d",
+    maturity: Annotated[
+        str, typer.Option(help="Unlabelled events older than this count as negative.")
+    ] = "30d",
+    unlabeled: Annotated[
+        str, typer.Option(help="negative_after_maturity (default) or exclude.")
+    ] = "negative_after_maturity",
+    scheme: Annotated[
+        str, typer.Option(help="walk_forward (default) or random (optimistic; warned).")
+    ] = "walk_forward",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    report_html: Annotated[
+        Path | None, typer.Option("--report-html", help="Write the guard report as HTML.")
+    ] = None,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Train a model under the guard and register it (accepted, or rejected with reasons).
+
+    Prints the fold plan, the scores and the gate's verdict; exits 1 if the gate rejects.
+    Example: minder train --trials 20 --cutoff 2026-03-01 --project myproj
+    """
+    from modelminder.project import load_project
+    from modelminder.training.dataset import LabelPolicy
+    from modelminder.training.report import to_html
+    from modelminder.training.train import TrainConfig
+    from modelminder.workflows import train_and_register
+
+    proj = load_project(project)
+    config = TrainConfig(
+        estimator=estimator, trials=trials, folds=folds, holdout=holdout, embargo=embargo,
+        scheme=scheme, seed=seed,
+    )  # fmt: skip
+    policy = LabelPolicy(unlabeled, maturity)
+    with console.status("training") as status:
+
+        def say(message: str) -> None:
+            status.update(message.splitlines()[0][:100])
+            out.print(message)
+
+        trained = train_and_register(
+            proj,
+            config,
+            cutoff=parse_time(cutoff, "--cutoff"),
+            from_ts=parse_time(from_, "--from"),
+            policy=policy,
+            progress=say,
+        )
+    result = trained.result
+    out.print(_scores_table(result.report["scores"]))
+    gap = result.report["gap"]
+    out.print(
+        f"train-vs-validation AUC gap: {_fmt(gap['auc'])} (per fold: "
+        + ", ".join(_fmt(g) for g in gap["per_fold_auc"])
+        + f"; trend {gap['trend_per_fold']:+.3f}/fold)"
+    )
+    for f in result.report["findings"]:
+        out.print(f"[yellow]finding[/yellow] [{f['kind']}] {f['message']}")
+    if report_html is not None:
+        report_html.write_text(to_html(result.report, result.verdict.summary()))
+        out.print(f"report: {report_html}")
+    record = trained.record
+    if result.verdict.passed:
+        out.print(f"[green]{result.verdict.summary()}[/green]")
+        out.print(
+            f"Registered {record.version} (accepted). Promote it: "
+            f"minder models promote {record.version} --project {project}"
+        )
+    else:
+        out.print(f"[red]{result.verdict.summary()}[/red]")
+        out.print(
+            f"Registered {record.version} as REJECTED. It cannot become champion without "
+            "--override (recorded)."
+        )
+        raise typer.Exit(1)
+
+
+@models_app.command("list")
+def list_models(project: ProjectOpt = Path(".")) -> None:
+    """List model versions with status, out-of-time scores and aliases.
+
+    Example: minder models list --project myproj
+    """
+    from modelminder.registry import Registry
+    from modelminder.workflows import record_summary
+
+    with Registry.open(project) as reg:
+        aliases = reg.aliases()
+        rows = [record_summary(r, aliases) for r in reg.list()]
+    table = Table(title="Models")
+    for col in ("version", "created", "status", "estimator", "OOT AUC", "OOT AP", "aliases"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["version"], r["created"], r["status"], r["estimator"], _fmt(r["oot_auc"]),
+            _fmt(r["oot_ap"]), r["aliases"],
+        )  # fmt: skip
+    out.print(table if rows else "No models yet. Train one: minder train")
+
+
+@models_app.command("show")
+def show_model(
+    version: Annotated[str, typer.Argument(help="A version (v3) or an alias (champion).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full record as JSON.")] = False,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Show one model: data range, scores, the gate's checks, findings.
+
+    Example: minder models show v3 --project myproj
+    """
+    from modelminder.registry import Registry
+    from modelminder.workflows import resolve
+
+    with Registry.open(project) as reg:
+        record = reg.get(resolve(reg, version))
+    if as_json:
+        out.print_json(record.to_json())
+        return
+    meta = record.meta
+    out.print(f"{record.version}: {record.status}, {meta.get('estimator')}, by {record.created_by}")
+    data = meta.get("training", {})
+    out.print(
+        f"data: offsets {data.get('from_offset')}..{data.get('to_offset')}, cut-off "
+        f"{data.get('cutoff')}, counts {data.get('counts')}"
+    )
+    out.print(_scores_table(meta.get("metrics", {})))
+    for check in meta.get("report", {}).get("verdict", {}).get("checks", []):
+        mark = "[green]ok[/green]" if check["passed"] else "[red]FAIL[/red]"
+        out.print(f"  {mark} {check['message']}")
+    for f in meta.get("report", {}).get("findings", []):
+        out.print(f"  [yellow]finding[/yellow] [{f['kind']}] {f['message']}")
+
+
+@models_app.command("promote")
+def promote(
+    version: Annotated[str, typer.Argument(help="The version to promote, e.g. v3.")],
+    alias: Annotated[str, typer.Option(help="champion, challenger or shadow.")] = "champion",
+    override: Annotated[
+        bool, typer.Option(help="Promote a rejected model anyway (recorded; needs --reason).")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")] = "",
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Point an alias at a version (audited). Rejected models need --override --reason.
+
+    Example: minder models promote v3 --alias champion --project myproj
+    """
+    from modelminder.project import load_project
+    from modelminder.registry import Registry
+    from modelminder.workflows import actor
+
+    proj = load_project(project)
+    with proj.open_log() as log, Registry.open(proj.root, log) as reg:
+        reg.set_alias(alias, version, actor=actor(), reason=reason, override=override)
+    out.print(f"{alias} -> {version}")
+
+
+@models_app.command("rollback")
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")] = "rollback",
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Move champion back to the previous champion (audited).
+
+    Example: minder models rollback --reason "precision dropped" --project myproj
+    """
+    from modelminder.project import load_project
+    from modelminder.registry import Registry
+    from modelminder.workflows import actor
+
+    proj = load_project(project)
+    with proj.open_log() as log, Registry.open(proj.root, log) as reg:
+        version = reg.rollback(actor=actor(), reason=reason)
+    out.print(f"champion -> {version}")
+
+
+def score(
+    out_file: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
+    model: Annotated[str, typer.Option(help="A version or an alias.")] = "champion",
+    from_: Annotated[str | None, typer.Option("--from", help="Start time (inclusive).")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="End time (exclusive).")] = None,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Batch-score a time range of the log with any model version (for backtests).
+
+    Writes event_id, ts, score. Example: minder score --model v2 --from 2026-03-01 --out s.parquet
+    """
+    from modelminder.project import load_project
+    from modelminder.workflows import score_range
+
+    proj = load_project(project)
+    with console.status("scoring"):
+        table = score_range(
+            proj, model, from_ts=parse_time(from_, "--from"), to_ts=parse_time(to, "--to")
+        )
+    tmp = out_file.with_suffix(out_file.suffix + ".tmp")
+    table.write_parquet(tmp)
+    tmp.replace(out_file)
+    out.print(f"Wrote {table.height:,} scores by {model} to {out_file}")
+
+
+def evaluate(
+    model: Annotated[str, typer.Option(help="A version or an alias.")] = "champion",
+    from_: Annotated[str | None, typer.Option("--from", help="Start time (inclusive).")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="End time (exclusive).")] = None,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Metrics of a model on a time range, with the labels known now: per day and overall.
+
+    Example: minder evaluate --model champion --from 2026-02-01 --to 2026-03-01
+    """
+    from modelminder.project import load_project
+    from modelminder.workflows import evaluate_range
+
+    proj = load_project(project)
+    with console.status("evaluating"):
+        overall, days, note = evaluate_range(
+            proj, model, from_ts=parse_time(from_, "--from"), to_ts=parse_time(to, "--to")
+        )
+    table = Table(title=f"{model}: per day")
+    for col in ("day", "AUC", "avg precision", "recall@1%", "rows", "positives"):
+        table.add_column(col, justify="right")
+    for r in days.iter_rows(named=True):
+        table.add_row(
+            r["day"], _fmt(r["auc"]), _fmt(r["average_precision"]),
+            _fmt(r["recall_at_alert_rate"]), f"{int(r['rows']):,}", f"{int(r['positives']):,}",
+        )  # fmt: skip
+    out.print(table)
+    out.print(
+        f"overall: AUC {_fmt(overall['auc'])}, average precision "
+        f"{_fmt(overall['average_precision'])}, recall at 1% alert rate "
+        f"{_fmt(overall['recall_at_alert_rate'])} on {int(overall['rows']):,} events; {note}"
+    )
+
+
+def register_commands(app: typer.Typer) -> None:
+    """Add these commands to the ``minder`` app."""
+    app.command()(train)
+    app.command()(score)
+    app.command()(evaluate)
+    app.add_typer(models_app, name="models")
+
+
+__all__ = ["MinderError", "register_commands"]

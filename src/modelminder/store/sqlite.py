@@ -1,0 +1,94 @@
+"""One SQLite connection (ADBC) with a lock: statements, transactions and Arrow reads.
+
+Every SQLite access in modelminder goes through ADBC: mixing it with the stdlib ``sqlite3``
+module on one file in one process broke WAL visibility. Statements take bound parameters only.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import adbc_driver_sqlite.dbapi as adbc
+
+
+class Database:
+    """A connection in autocommit mode; :meth:`tx` wraps statements in one transaction.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> db = Database(Path(tempfile.mkdtemp()) / "x.db", pragmas=("journal_mode=WAL",))
+    >>> _ = db.fetch("CREATE TABLE t (x INTEGER)")
+    >>> with db.tx():
+    ...     _ = db.fetch("INSERT INTO t VALUES (?)", [1])
+    >>> db.fetch("SELECT x FROM t")
+    [(1,)]
+    >>> db.close()
+    """
+
+    def __init__(self, path: Path, *, pragmas: Sequence[str]) -> None:
+        self.path = path
+        self.lock = threading.RLock()
+        self._conn: Any = adbc.connect(str(path), autocommit=True)
+        try:
+            for pragma in pragmas:
+                self.fetch(f"PRAGMA {pragma}")
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def cursor(self) -> Any:
+        """A raw cursor (callers close it); hold :attr:`lock` while using it."""
+        if self._conn is None:
+            raise RuntimeError(f"The database {self.path} is closed.")
+        return self._conn.cursor()
+
+    def fetch(self, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
+        """Run one statement; its rows (empty for statements without a result set)."""
+        with self.lock:
+            cur = self.cursor()
+            try:
+                cur.execute(sql, parameters=list(params) if params else None)
+                try:
+                    return list(cur.fetchall())
+                except Exception:  # statements without a result set
+                    return []
+            finally:
+                cur.close()
+
+    def arrow(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        """Run a query; its result as a pyarrow Table."""
+        with self.lock:
+            cur = self.cursor()
+            try:
+                cur.execute(sql, parameters=list(params) if params else None)
+                return cur.fetch_arrow_table()
+            finally:
+                cur.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[None]:
+        """One write transaction. BEGIN IMMEDIATE takes the write lock up front, so
+        read-then-write steps cannot race another process."""
+        with self.lock:
+            self.fetch("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.fetch("ROLLBACK")
+                raise
+            self.fetch("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,255 @@
+"""Fitted models and their safe serialization: members, the bagged ensemble, calibration.
+
+A model that modelminder ships is an :class:`Ensemble`: the fold models of the guarded
+cross-validation (*members*), averaged, then calibrated by an isotonic map fitted on their
+out-of-fold scores. Every member saves to bytes in a format that cannot run code on load:
+
+* LightGBM -- the booster's own text format;
+* scikit-learn -- skops, loaded only if every type in the file is on an allow-list;
+* MLP -- its weights as a NumPy ``.npz`` (``allow_pickle=False``); scored in NumPy.
+
+No pickle is ever loaded.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from modelminder.errors import ArtifactError
+
+Array = npt.NDArray[Any]
+FloatArray = npt.NDArray[np.float64]
+# Types a skops file may contain. Anything else is refused on load.
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "scipy.sparse.")
+
+
+class Member(Protocol):
+    """One fitted model: probabilities of the positive class, and its bytes."""
+
+    kind: str
+
+    def predict(self, X: FloatArray) -> FloatArray: ...
+
+    def to_bytes(self) -> bytes: ...
+
+
+class LightGBMMember:
+    kind = "lightgbm"
+    suffix = "txt"
+
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+
+    def predict(self, X: FloatArray) -> FloatArray:
+        return np.asarray(self.booster.predict(X, num_threads=1), np.float64)
+
+    def to_bytes(self) -> bytes:
+        return str(self.booster.model_to_string()).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LightGBMMember:
+        import lightgbm as lgb
+
+        return cls(lgb.Booster(model_str=data.decode()))
+
+
+class SklearnMember:
+    kind = "sklearn"
+    suffix = "skops"
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def predict(self, X: FloatArray) -> FloatArray:
+        return np.asarray(self.estimator.predict_proba(X)[:, 1], np.float64)
+
+    def to_bytes(self) -> bytes:
+        import skops.io as sio
+
+        return bytes(sio.dumps(self.estimator))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SklearnMember:
+        import skops.io as sio
+
+        types = sio.get_untrusted_types(data=data)
+        refused = [t for t in types if not t.startswith(TRUSTED_PREFIXES)]
+        if refused:
+            raise ArtifactError(
+                f"A scikit-learn model file contains types outside the allow-list "
+                f"({', '.join(TRUSTED_PREFIXES)}): {', '.join(sorted(refused))}. It was not "
+                "loaded. Retrain with scikit-learn estimators, or review the file."
+            )
+        return cls(sio.loads(data, trusted=types))
+
+
+class MLPMember:
+    """A feed-forward net (ReLU hidden layers, sigmoid output) scored in NumPy.
+
+    Inputs are standardized with the training mean/std; missing values become the mean.
+    """
+
+    kind = "mlp"
+    suffix = "npz"
+
+    def __init__(self, mean: FloatArray, std: FloatArray, layers: list[tuple[Array, Array]]):
+        self.mean = mean
+        self.std = std
+        self.layers = layers
+
+    def predict(self, X: FloatArray) -> FloatArray:
+        h = (np.asarray(X, np.float64) - self.mean) / self.std
+        h = np.where(np.isnan(h), 0.0, h)
+        for i, (W, b) in enumerate(self.layers):
+            h = h @ W + b
+            if i < len(self.layers) - 1:
+                h = np.maximum(h, 0.0)
+        z = h[:, 0]
+        return np.asarray(1.0 / (1.0 + np.exp(-z)), np.float64)
+
+    def to_bytes(self) -> bytes:
+        arrays: dict[str, Array] = {"mean": self.mean, "std": self.std}
+        for i, (W, b) in enumerate(self.layers):
+            arrays[f"W{i}"] = W
+            arrays[f"b{i}"] = b
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MLPMember:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            n = sum(1 for k in z.files if k.startswith("W"))
+            layers = [(z[f"W{i}"], z[f"b{i}"]) for i in range(n)]
+            return cls(z["mean"], z["std"], layers)
+
+
+MEMBER_TYPES: dict[str, type[LightGBMMember] | type[SklearnMember] | type[MLPMember]] = {
+    "lightgbm": LightGBMMember,
+    "sklearn": SklearnMember,
+    "mlp": MLPMember,
+}
+
+
+@dataclass
+class Calibrator:
+    """A monotone map from raw to calibrated scores (isotonic knots, linear in between)."""
+
+    x: FloatArray
+    y: FloatArray
+
+    @classmethod
+    def fit(cls, raw: FloatArray, labels: Array) -> Calibrator:
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        iso.fit(raw, labels)
+        return cls(
+            np.asarray(iso.X_thresholds_, np.float64), np.asarray(iso.y_thresholds_, np.float64)
+        )
+
+    def __call__(self, raw: FloatArray) -> FloatArray:
+        return np.asarray(np.interp(raw, self.x, self.y), np.float64)
+
+
+@dataclass
+class Ensemble:
+    """The shipped model: averaged members, then calibration.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 0, 1, 1])
+    >>> m = Ensemble(["x"], [SklearnMember(LogisticRegression().fit(X, y))], "logistic", {})
+    >>> again = Ensemble.from_files(m.to_files())
+    >>> bool(np.allclose(again.predict(X), m.predict(X)))
+    True
+    """
+
+    feature_names: list[str]
+    members: list[Any]
+    estimator: str
+    params: dict[str, Any]
+    calibrator: Calibrator | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def raw(self, X: FloatArray) -> FloatArray:
+        """The members' average probability, before calibration."""
+        return np.asarray(np.mean([m.predict(X) for m in self.members], axis=0), np.float64)
+
+    def predict(self, X: FloatArray) -> FloatArray:
+        """Calibrated probability of the positive class for each row of ``X``."""
+        X = np.asarray(X, np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"The model expects {len(self.feature_names)} features "
+                f"({', '.join(self.feature_names[:5])}...); got an array of shape {X.shape}."
+            )
+        raw = self.raw(X)
+        return self.calibrator(raw) if self.calibrator is not None else raw
+
+    def to_files(self) -> dict[str, bytes]:
+        """The files of the artifact (JSON description plus one file per member)."""
+        files: dict[str, bytes] = {}
+        kinds = []
+        for i, m in enumerate(self.members):
+            name = f"member_{i}.{m.suffix}"
+            files[name] = m.to_bytes()
+            kinds.append({"kind": m.kind, "file": name})
+        doc = {
+            "format": 1,
+            "feature_names": self.feature_names,
+            "estimator": self.estimator,
+            "params": self.params,
+            "members": kinds,
+            "calibrator": None
+            if self.calibrator is None
+            else {"x": self.calibrator.x.tolist(), "y": self.calibrator.y.tolist()},
+            "info": self.info,
+        }
+        files["model.json"] = json.dumps(doc, indent=1, default=_jsonable).encode()
+        return files
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes]) -> Ensemble:
+        """Rebuild from :meth:`to_files` output (checksums are the registry's job)."""
+        if "model.json" not in files:
+            raise ArtifactError("The model artifact has no model.json; it is not a model.")
+        doc = json.loads(files["model.json"])
+        members = []
+        for spec in doc["members"]:
+            kind = spec["kind"]
+            if kind not in MEMBER_TYPES:
+                raise ArtifactError(
+                    f"Unknown member kind {kind!r} in model.json. Known: {', '.join(MEMBER_TYPES)}."
+                )
+            members.append(MEMBER_TYPES[kind].from_bytes(files[spec["file"]]))
+        cal = doc.get("calibrator")
+        calibrator = (
+            None
+            if cal is None
+            else Calibrator(np.asarray(cal["x"], np.float64), np.asarray(cal["y"], np.float64))
+        )
+        return cls(
+            list(doc["feature_names"]),
+            members,
+            str(doc["estimator"]),
+            dict(doc["params"]),
+            calibrator,
+            dict(doc.get("info", {})),
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -1,0 +1,299 @@
+"""Guarded training, start to finish: folds, search, fold models, calibration, report, gate.
+
+:func:`train_model` takes a :class:`~modelminder.training.dataset.TrainingSet` and returns the
+model (the bagged fold models, calibrated), the guard report, the gate's verdict and the
+reference statistics the monitors will compare live data with. Registering it is the caller's
+job (``minder train`` does it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelminder.errors import TrainingError
+from modelminder.events.log import EventLog
+from modelminder.features.durations import parse_duration
+from modelminder.features.plan import Plan
+from modelminder.training import report as rep
+from modelminder.training.dataset import TrainingSet
+from modelminder.training.ensemble import Calibrator, Ensemble
+from modelminder.training.estimators import Estimator, make_estimator
+from modelminder.training.gate import GateRules, Verdict, judge
+from modelminder.training.metrics import average_precision, scores
+from modelminder.training.search import SearchResult, sample_rows, search
+from modelminder.training.splits import SCHEMES, FoldPlan, random_kfold, walk_forward
+
+FloatArray = npt.NDArray[np.float64]
+Array = npt.NDArray[Any]
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of a guarded training run (validated on creation)."""
+
+    estimator: str | Any = "lightgbm"
+    trials: int = 10
+    folds: int = 4
+    holdout: float = 0.2
+    embargo: str = "1d"
+    scheme: str = "walk_forward"
+    max_train_rows: int = 300_000
+    seed: int = 0
+    params: dict[str, Any] | None = None  # fixed parameters: no search
+    baseline: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise TrainingError(
+                f"'scheme' must be one of {', '.join(SCHEMES)}. Got {self.scheme!r}."
+            )
+        if not isinstance(self.trials, int) or self.trials < 0:
+            raise TrainingError(f"'trials' must be a whole number >= 0. Got {self.trials!r}.")
+        if not isinstance(self.max_train_rows, int) or self.max_train_rows < 100:
+            raise TrainingError(
+                f"'max_train_rows' must be a whole number >= 100. Got {self.max_train_rows!r}."
+            )
+        parse_duration(self.embargo, what="'embargo'", allow_zero=True)
+        make_estimator(self.estimator)  # raises on an unknown name
+
+    @property
+    def embargo_us(self) -> int:
+        return parse_duration(self.embargo, what="'embargo'", allow_zero=True)
+
+
+@dataclass
+class TrainResult:
+    model: Ensemble
+    report: dict[str, Any]
+    verdict: Verdict
+    fold_plan: FoldPlan
+    search: SearchResult
+    reference: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.report["scores"])
+
+
+def make_fold_plan(data: TrainingSet, config: TrainConfig) -> FoldPlan:
+    ts, known = data.ts(), data.known_at()
+    wf = walk_forward(
+        ts, known, n_folds=config.folds, holdout=config.holdout, embargo_us=config.embargo_us
+    )
+    if config.scheme == "random":
+        return random_kfold(
+            data.n, data.y(), n_folds=config.folds, holdout_rows=wf.holdout, seed=config.seed
+        )
+    return wf
+
+
+def fit_folds(
+    est: Estimator,
+    X: FloatArray,
+    y: Array,
+    plan: FoldPlan,
+    params: dict[str, Any],
+    *,
+    max_rows: int,
+    seed: int,
+) -> tuple[list[Any], FloatArray, list[dict[str, Any]]]:
+    """One model per fold; out-of-fold raw scores (NaN outside validation); fold scores."""
+    rng = np.random.default_rng(seed)
+    members = []
+    oof = np.full(len(y), np.nan)
+    folds = []
+    for k, fold in enumerate(plan.folds):
+        rows, w = sample_rows(fold.train, y, max_rows, rng)
+        member = est.fit(X[rows], y[rows], w, X[fold.valid], y[fold.valid], params, seed + k)
+        members.append(member)
+        oof[fold.valid] = member.predict(X[fold.valid])
+        seen = rows if len(rows) <= 50_000 else rng.choice(rows, 50_000, replace=False)
+        folds.append(
+            rep.fold_rows(
+                fold.name, y[seen], member.predict(X[seen]), y[fold.valid], oof[fold.valid]
+            )
+        )
+    return members, oof, folds
+
+
+def _learning_curve(
+    est: Estimator,
+    X: FloatArray,
+    y: Array,
+    plan: FoldPlan,
+    params: dict[str, Any],
+    cfg: TrainConfig,
+) -> list[dict[str, float]]:
+    """Validation AP of the last fold when trained on the most recent 25/50/100% of its rows."""
+    fold = plan.folds[-1]
+    points = []
+    rng = np.random.default_rng(cfg.seed)
+    for share in (0.25, 0.5, 1.0):
+        recent = fold.train[int(len(fold.train) * (1 - share)) :]
+        if len(recent) < 50 or not 0 < int(y[recent].sum()) < len(recent):
+            continue
+        rows, w = sample_rows(recent, y, cfg.max_train_rows, rng)
+        m = est.fit(X[rows], y[rows], w, X[fold.valid], y[fold.valid], params, cfg.seed)
+        points.append(
+            {
+                "share": share,
+                "rows": float(len(recent)),
+                "valid_average_precision": average_precision(
+                    y[fold.valid], m.predict(X[fold.valid])
+                ),
+            }
+        )
+    return points
+
+
+def time_travel_audit(
+    log: EventLog, plan: Plan, data: TrainingSet, *, sample: int = 20_000
+) -> dict[str, Any]:
+    """Replay the log only up to a cut offset and check the features of the events before the
+    cut are unchanged: a feature that differs depends on data after its event."""
+    from modelminder.features.runner import replay_log
+
+    lo, hi = data.offsets()
+    cut = lo + (hi - lo) // 2
+    from_ts = int(data.ts().min())
+    prefix = replay_log(log, plan, from_ts=from_ts, to_ts=data.cutoff, to_offset=cut)
+    mine = data.frame.filter(data.frame.get_column("offset") <= cut)
+    both = mine.select("event_id", *data.feature_names).join(
+        prefix, on="event_id", how="inner", suffix="__prefix"
+    )
+    if both.height > sample:
+        both = both.sample(sample, seed=0)
+    mismatched = []
+    for name in data.feature_names:
+        a = both.get_column(name).to_numpy()
+        b = both.get_column(f"{name}__prefix").to_numpy()
+        if not np.allclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True):
+            mismatched.append(name)
+    return {"cut_offset": cut, "checked_events": both.height, "mismatched_features": mismatched}
+
+
+def reference_stats(X: FloatArray, names: list[str], scores_: FloatArray) -> dict[str, Any]:
+    """Per-feature and score statistics of the training data, for the drift monitors."""
+
+    def describe(x: FloatArray) -> dict[str, Any]:
+        finite = x[np.isfinite(x)]
+        missing = float(1 - len(finite) / max(len(x), 1))
+        if len(finite) == 0:
+            return {"missing": missing, "count": len(x)}
+        edges = np.unique(np.quantile(finite, np.linspace(0, 1, 11)))
+        counts = np.histogram(finite, bins=edges)[0] if len(edges) > 1 else np.array([len(finite)])
+        return {
+            "count": len(x),
+            "missing": missing,
+            "mean": float(finite.mean()),
+            "std": float(finite.std()),
+            "min": float(finite.min()),
+            "max": float(finite.max()),
+            "edges": edges.tolist(),
+            "counts": counts.tolist(),
+        }
+
+    return {
+        "features": {name: describe(X[:, j]) for j, name in enumerate(names)},
+        "score": describe(scores_),
+    }
+
+
+def train_model(
+    data: TrainingSet,
+    config: TrainConfig | None = None,
+    rules: GateRules | None = None,
+    *,
+    log: EventLog | None = None,
+    plan: Plan | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train, guard and judge a model on ``data`` (see the module docstring)."""
+    cfg = config or TrainConfig()
+    rules = rules or GateRules()
+    say = progress or (lambda _msg: None)
+    X, y = data.X(), data.y()
+    fold_plan = make_fold_plan(data, cfg)
+    say("fold plan (" + fold_plan.scheme + "):\n  " + "\n  ".join(fold_plan.describe(data.ts())))
+    for fold in fold_plan.folds:
+        if len(fold.train) == 0 or not 0 < int(y[fold.train].sum()) < len(fold.train):
+            raise TrainingError(
+                f"{fold.name} has {'no' if len(fold.train) == 0 else 'a single class of'} "
+                "training rows after purging. Use fewer folds, a shorter embargo or more data."
+            )
+    est = make_estimator(cfg.estimator)
+    if cfg.params is not None:
+        found = SearchResult({**est.default_params(), **cfg.params}, math.nan, [])
+    else:
+        found = search(
+            est, X, y, fold_plan, trials=cfg.trials, max_rows=cfg.max_train_rows, seed=cfg.seed,
+            progress=lambda i, s: say(f"trial {i}/{cfg.trials}: validation AP {s:.4f}"),
+        )  # fmt: skip
+    say(f"parameters: {found.params}")
+    members, oof, folds = fit_folds(
+        est, X, y, fold_plan, found.params, max_rows=cfg.max_train_rows, seed=cfg.seed
+    )
+    valid_rows = np.flatnonzero(~np.isnan(oof))
+    model = Ensemble(data.feature_names, members, est.name, found.params)
+    model.calibrator = Calibrator.fit(oof[valid_rows], y[valid_rows])
+    hold = fold_plan.holdout
+    oot = scores(y[hold], model.predict(X[hold])) if len(hold) else scores(y[:0], oof[:0])
+    train_scores = {k: float(np.nanmean([f["train"][k] for f in folds])) for k in folds[0]["train"]}
+    all_scores: dict[str, Any] = {
+        "train": train_scores,
+        "validation": scores(y[valid_rows], oof[valid_rows]),
+        "oot": oot,
+        "baseline_oot": None,
+    }
+    if cfg.baseline and est.name != "logistic":
+        say("baseline: logistic regression on the same folds")
+        base = make_estimator("logistic")
+        b_members, _, _ = fit_folds(
+            base, X, y, fold_plan, base.default_params(), max_rows=cfg.max_train_rows,
+            seed=cfg.seed,
+        )  # fmt: skip
+        b_model = Ensemble(data.feature_names, b_members, "logistic", {})
+        if len(hold):
+            all_scores["baseline_oot"] = scores(y[hold], b_model.predict(X[hold]))
+    say("report: learning curve, single-feature scores, audits")
+    labelled = data.frame.get_column("labelled").to_numpy()
+    report: dict[str, Any] = {
+        "scheme": fold_plan.scheme,
+        "scores": all_scores,
+        "folds": folds,
+        "gap": rep.gap_section(folds),
+        "learning_curve": _learning_curve(est, X, y, fold_plan, found.params, cfg),
+        "single_feature": rep.single_feature_section(X, y, data.feature_names, valid_rows),
+        "time_travel": time_travel_audit(log, plan, data) if log and plan else None,
+        "label_delay": rep.label_delay_section(
+            data.ts(),
+            data.frame.get_column("label_arrived_at").fill_null(0).to_numpy(),
+            y,
+            labelled,
+            data.policy.maturity_us,
+        ),
+        "duplicates": rep.duplicates_section(
+            data.frame.get_column("event_id").to_numpy(),
+            data.frame.get_column("content_hash").to_numpy(),
+            [(f.train, f.valid) for f in fold_plan.folds]
+            + ([(np.concatenate([f.train for f in fold_plan.folds]), hold)] if len(hold) else []),
+        ),
+        "search": {"trials": found.trials, "best_validation_ap": found.score},
+        "data": data.to_meta(),
+    }
+    report["findings"] = rep.findings(report, data.n)
+    verdict = judge(report, rules)
+    report["verdict"] = verdict.to_dict()
+    ref_rows = np.concatenate([f.train for f in fold_plan.folds[-1:]])
+    reference = reference_stats(
+        X[ref_rows], data.feature_names, model.predict(X[hold]) if len(hold) else oof[valid_rows]
+    )
+    model.info = {"verdict": verdict.passed}
+    return TrainResult(model, report, verdict, fold_plan, found, reference)

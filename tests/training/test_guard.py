@@ -1,0 +1,101 @@
+"""The gate refuses what would disappoint in production, and passes a sound model."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from sklearn.dummy import DummyClassifier
+
+from modelminder.training.dataset import TrainingSet
+from modelminder.training.gate import GateRules
+from modelminder.training.train import TrainConfig, train_model
+
+from .conftest import Fixture
+
+FAST = {"trials": 0, "folds": 3, "max_train_rows": 30_000}
+OVERFIT = {
+    "num_leaves": 512,
+    "min_child_samples": 1,
+    "lambda_l1": 0.0,
+    "lambda_l2": 0.0,
+    "feature_fraction": 1.0,
+    "learning_rate": 0.3,
+    "max_rounds": 300,
+    "early_stopping": False,
+}
+
+
+def _failed(result: object) -> set[str]:
+    return {c.name for c in result.verdict.checks if not c.passed}  # type: ignore[attr-defined]
+
+
+def _tiny(data: TrainingSet, rows: int = 15_000) -> TrainingSet:
+    """A small sample spread over the whole period (tiny data, same time span)."""
+    frame = data.frame.sample(rows, seed=1).sort("offset")
+    return TrainingSet(frame, data.feature_names, data.cutoff, data.policy, data.counts)
+
+
+def test_a_sound_model_passes_and_its_validation_estimate_holds(trained_world: Fixture) -> None:
+    with trained_world.log() as log:
+        result = train_model(
+            trained_world.data, TrainConfig(**FAST), log=log, plan=trained_world.plan()
+        )
+    s = result.report["scores"]
+    assert result.verdict.passed, result.verdict.summary()
+    assert s["oot"]["auc"] > 0.9
+    # The purged walk-forward estimate is close to what happens out of time.
+    assert abs(s["validation"]["auc"] - s["oot"]["auc"]) < 0.03
+    assert s["oot"]["average_precision"] > s["baseline_oot"]["average_precision"]
+    assert result.report["time_travel"]["checked_events"] > 1000
+    assert result.report["time_travel"]["mismatched_features"] == []
+    assert result.report["duplicates"] == {"same_event_id": 0, "same_content": 0}
+    assert [f for f in result.report["findings"] if f["kind"] == "leakage"] == []
+    # The shipped model is the calibrated ensemble of the fold models.
+    assert len(result.model.members) == 3 and result.model.calibrator is not None
+
+
+def test_a_leaky_feature_is_refused(trained_world: Fixture) -> None:
+    """A feature computed from the label itself (as a post-hoc 'chargeback' field would be)."""
+    data = trained_world.data
+    noise = pl.Series(range(data.n)).cast(pl.Float64) % 7 / 100
+    frame = data.frame.with_columns(chargeback_flag=pl.col("label").cast(pl.Float64) + noise)
+    leaky = TrainingSet(
+        frame, [*data.feature_names, "chargeback_flag"], data.cutoff, data.policy, data.counts
+    )
+    result = train_model(leaky, TrainConfig(**FAST))
+    assert not result.verdict.passed
+    assert "leakage" in _failed(result)
+    assert any("chargeback_flag" in r and "too good" in r for r in result.verdict.reasons)
+
+
+def test_an_overfitted_configuration_is_refused(trained_world: Fixture) -> None:
+    """Very deep trees, no regularization, no early stopping, tiny data."""
+    tiny = _tiny(trained_world.data)
+    overfit = train_model(tiny, TrainConfig(trials=0, folds=3, params=OVERFIT))
+    assert not overfit.verdict.passed
+    assert "overfitting" in _failed(overfit)
+    # The same data with the default regularized configuration is fine.
+    sound = train_model(tiny, TrainConfig(trials=0, folds=3))
+    assert sound.report["gap"]["auc"] < overfit.report["gap"]["auc"] - 0.1
+
+
+def test_a_model_worse_than_the_baseline_is_refused(trained_world: Fixture) -> None:
+    rules = GateRules(min_oot_auc=0.0, max_gap_auc=1.0)  # isolate the baseline rule
+    config = TrainConfig(estimator=DummyClassifier(strategy="stratified"), **FAST)
+    result = train_model(trained_world.data, config, rules)
+    assert _failed(result) == {"beats_baseline"}
+    assert "does not beat the logistic baseline" in result.verdict.summary()
+
+
+def test_search_uses_its_budget_and_never_sees_the_holdout(trained_world: Fixture) -> None:
+    result = train_model(trained_world.data, TrainConfig(trials=3, folds=3, max_train_rows=20_000))
+    assert len(result.search.trials) == 3
+    hold = set(result.fold_plan.holdout.tolist())
+    for fold in result.fold_plan.folds:
+        assert hold.isdisjoint(fold.train.tolist()) and hold.isdisjoint(fold.valid.tolist())
+
+
+def test_random_kfold_is_only_an_explicit_warned_option(trained_world: Fixture) -> None:
+    with pytest.warns(UserWarning, match="Random k-fold ignores time"):
+        result = train_model(trained_world.data, TrainConfig(scheme="random", **FAST))
+    assert result.report["scheme"] == "random"
