@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create/refresh the virtual environment with everything needed.
 
-demo: $(STAMP) ## Simulate a card-fraud world, ingest it, replay features, verify parity.
+demo: $(STAMP) ## Simulate a world, ingest, replay features, verify parity, train under the guard.
 	$(BIN)/minder demo --dir demo-run
 
 test: $(STAMP) ## Run the whole test suite (unit, property, CLI, doctests).

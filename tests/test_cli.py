@@ -8,12 +8,26 @@ from typer.testing import CliRunner
 from modelminder.cli import app
 
 runner = CliRunner()
-COMMANDS = ["init", "simulate", "ingest", "replay", "check-parity", "demo"]
+COMMANDS = [
+    "init",
+    "simulate",
+    "ingest",
+    "replay",
+    "check-parity",
+    "demo",
+    "train",
+    "score",
+    "evaluate",
+    "models list",
+    "models show",
+    "models promote",
+    "models rollback",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example(command: str) -> None:
-    result = runner.invoke(app, [command, "--help"])
+    result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0
     assert "Example" in result.output
 

@@ -199,17 +199,24 @@ def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Folder for the demo project.")] = Path(
         "demo-run"
     ),
-    days: Annotated[int, typer.Option(help="Days to simulate.")] = 60,
-    cards: Annotated[int, typer.Option(help="Cards to simulate.")] = 5_000,
+    days: Annotated[int, typer.Option(help="Days to simulate.")] = 120,
+    cards: Annotated[int, typer.Option(help="Cards to simulate.")] = 2_500,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    schedule: Annotated[
+        str, typer.Option(help="Fraud scenarios: steady (all the time) or adaptive (in turns).")
+    ] = "steady",
+    trials: Annotated[int, typer.Option(help="Search trials for the training step.")] = 0,
 ) -> None:
-    """Simulate, ingest, replay and verify parity on the embedded default (what make demo runs).
+    """Simulate, ingest, replay, verify parity, train under the guard and promote a champion
+    on the embedded default (what make demo runs).
 
     Example: minder demo --days 30 --cards 2000
     """
     from modelminder.demo import run_demo
 
-    run_demo(workdir, days=days, cards=cards, seed=seed, console=out)
+    run_demo(
+        workdir, days=days, cards=cards, seed=seed, console=out, schedule=schedule, trials=trials
+    )
 
 
 register_commands(app)

@@ -1,4 +1,5 @@
-"""``make demo``: simulate a card-fraud world, ingest it, replay features, show the numbers."""
+"""``make demo``: simulate a card-fraud world, ingest it, replay features, train under the
+guard, promote a champion; show the numbers."""
 
 from __future__ import annotations
 
@@ -12,10 +13,22 @@ from rich.table import Table
 
 from modelminder.features.runner import compare_tables, replay_log, replay_log_online
 from modelminder.project import init_project, load_project
+from modelminder.registry import Registry
 from modelminder.sim.world import WorldConfig, simulate
+from modelminder.training.train import TrainConfig
+from modelminder.workflows import train_and_register
 
 
-def run_demo(workdir: Path, *, days: int, cards: int, seed: int, console: Console) -> None:
+def run_demo(
+    workdir: Path,
+    *,
+    days: int,
+    cards: int,
+    seed: int,
+    console: Console,
+    schedule: str = "steady",
+    trials: int = 0,
+) -> None:
     """Run the demo story in ``workdir`` (recreated) and print what happened."""
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -23,7 +36,7 @@ def run_demo(workdir: Path, *, days: int, cards: int, seed: int, console: Consol
     project = load_project(workdir)
 
     t0 = time.perf_counter()
-    world = simulate(WorldConfig(days=days, cards=cards, seed=seed))
+    world = simulate(WorldConfig(days=days, cards=cards, seed=seed, schedule=schedule))
     console.print(
         f"1. Simulated {days} days x {cards:,} cards: {world.events.height:,} transactions, "
         f"{int(world.truth.get_column('is_fraud').sum()):,} fraudulent, "
@@ -86,4 +99,32 @@ def run_demo(workdir: Path, *, days: int, cards: int, seed: int, console: Consol
         "replay."
     )
     log.close()
-    console.print(f"Outputs in {workdir}/ (minder.db, features.parquet).")
+
+    t0 = time.perf_counter()
+    trained = train_and_register(project, TrainConfig(trials=trials, folds=4))
+    result = trained.result
+    sc = result.report["scores"]
+    console.print(f"5. Guarded training ({time.perf_counter() - t0:.0f}s): {trained.data_summary}.")
+    for line in result.report["fold_plan"]:
+        console.print(f"   {line}")
+    for name, label in (
+        ("train", "train (in-sample)"),
+        ("validation", "purged walk-forward validation"),
+        ("oot", "out-of-time holdout"),
+        ("baseline_oot", "logistic baseline, out of time"),
+    ):
+        if sc.get(name):
+            console.print(
+                f"   {label:32} AUC {sc[name]['auc']:.3f}  average precision "
+                f"{sc[name]['average_precision']:.3f}  recall at 1% alerts "
+                f"{sc[name]['recall_at_alert_rate']:.3f}"
+            )
+    console.print(f"   gate: {result.verdict.summary()}")
+    record = trained.record
+    if result.verdict.passed:
+        with project.open_log() as log, Registry.open(project.root, log) as reg:
+            reg.set_alias("champion", record.version, actor="demo", reason="passed the gate")
+        console.print(f"   registered {record.version} and promoted it to champion (audited).")
+    else:
+        console.print(f"   registered {record.version} as rejected; no champion.")
+    console.print(f"Outputs in {workdir}/ (minder.db, features.parquet, models/).")

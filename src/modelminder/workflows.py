@@ -203,7 +203,8 @@ def evaluate_range(
     by_day = usable.with_columns(day=(pl.col("ts") // DAY_US)).partition_by("day", as_dict=True)
     for (day,), part in sorted(by_day.items()):
         s = scores(part.get_column("label").to_numpy(), part.get_column("score").to_numpy())
-        days.append({"day": dt.date.fromtimestamp(int(day) * 86400, dt.UTC).isoformat(), **s})  # type: ignore[call-arg]
+        date = dt.datetime.fromtimestamp(int(day) * 86400, dt.UTC).date().isoformat()
+        days.append({"day": date, **s})
     return overall, pl.DataFrame(days), note
 
 

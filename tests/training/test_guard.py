@@ -99,3 +99,24 @@ def test_random_kfold_is_only_an_explicit_warned_option(trained_world: Fixture) 
     with pytest.warns(UserWarning, match="Random k-fold ignores time"):
         result = train_model(trained_world.data, TrainConfig(scheme="random", **FAST))
     assert result.report["scheme"] == "random"
+
+
+def test_the_mlp_with_dropout_is_guarded_and_saved_safely(trained_world: Fixture) -> None:
+    from modelminder.training.ensemble import Ensemble, MLPMember
+
+    config = TrainConfig(
+        estimator="mlp", trials=0, folds=3, max_train_rows=20_000, params={"epochs": 4}
+    )
+    result = train_model(trained_world.data, config)
+    assert all(isinstance(m, MLPMember) for m in result.model.members)
+    assert result.report["scores"]["oot"]["auc"] > 0.8
+    assert {c.name for c in result.verdict.checks} >= {"overfitting", "leakage", "out_of_time"}
+    X = trained_world.data.X()[:500]
+    again = Ensemble.from_files(result.model.to_files())
+    assert (again.predict(X) == result.model.predict(X)).all()
+
+
+def test_probabilities_are_calibrated_out_of_time(trained_world: Fixture) -> None:
+    result = train_model(trained_world.data, TrainConfig(**FAST))
+    # Scores are probabilities: mean |observed fraud rate - mean score| over score deciles.
+    assert result.report["scores"]["oot"]["calibration_error"] < 0.01

@@ -47,12 +47,26 @@ def recall_at_alert_rate(y: Array, p: Array, rate: float = ALERT_RATE) -> float:
     return float(np.sum(np.asarray(y)[top]) / positives)
 
 
+def calibration_error(y: Array, p: Array, bins: int = 10) -> float:
+    """Expected calibration error: the row-weighted mean |observed rate - mean score| over
+    ``bins`` equal-count bins of the scores (0 for perfectly calibrated probabilities)."""
+    if len(y) == 0:
+        return math.nan
+    order = np.argsort(np.asarray(p), kind="stable")
+    total = 0.0
+    for chunk in np.array_split(order, min(bins, len(order))):
+        total += len(chunk) * abs(float(np.mean(np.asarray(y)[chunk])) - float(np.mean(p[chunk])))
+    return total / len(y)
+
+
 def scores(y: Array, p: Array, rate: float = ALERT_RATE) -> dict[str, float]:
-    """AUC, average precision and recall at the alert rate, with the row and positive counts."""
+    """AUC, average precision, recall at the alert rate and calibration error, with the row
+    and positive counts."""
     return {
         "auc": auc(y, p),
         "average_precision": average_precision(y, p),
         "recall_at_alert_rate": recall_at_alert_rate(y, p, rate),
+        "calibration_error": calibration_error(y, np.asarray(p, np.float64)),
         "rows": float(len(y)),
         "positives": float(np.sum(y)),
     }

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from modelminder.training.estimators import Estimator
 from modelminder.training.metrics import average_precision
+from modelminder.training.report import fold_rows
 from modelminder.training.splits import FoldPlan
 
 FloatArray = npt.NDArray[np.float64]
@@ -47,6 +48,37 @@ def sample_rows(
     return rows, w.astype(np.float64)
 
 
+def fit_folds(
+    est: Estimator,
+    X: FloatArray,
+    y: Array,
+    plan: FoldPlan,
+    params: dict[str, Any],
+    *,
+    max_rows: int,
+    seed: int,
+    train_scores: bool = True,
+) -> tuple[list[Any], FloatArray, list[dict[str, Any]]]:
+    """One model per fold (trained on its sampled training rows, stopped early on its
+    validation rows); out-of-fold raw scores (NaN outside validation); per-fold scores."""
+    rng = np.random.default_rng(seed)
+    members = []
+    oof = np.full(len(y), np.nan)
+    folds = []
+    for k, fold in enumerate(plan.folds):
+        rows, w = sample_rows(fold.train, y, max_rows, rng)
+        member = est.fit(X[rows], y[rows], w, X[fold.valid], y[fold.valid], params, seed + k)
+        members.append(member)
+        oof[fold.valid] = member.predict(X[fold.valid])
+        if not train_scores:
+            continue
+        seen = rows if len(rows) <= 50_000 else rng.choice(rows, 50_000, replace=False)
+        folds.append(
+            fold_rows(fold.name, y[seen], member.predict(X[seen]), y[fold.valid], oof[fold.valid])
+        )
+    return members, oof, folds
+
+
 def cv_score(
     est: Estimator,
     X: FloatArray,
@@ -58,12 +90,8 @@ def cv_score(
     seed: int,
 ) -> float:
     """Mean validation average precision over the folds for ``params``."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for k, fold in enumerate(plan.folds):
-        rows, w = sample_rows(fold.train, y, max_rows, rng)
-        model = est.fit(X[rows], y[rows], w, X[fold.valid], y[fold.valid], params, seed + k)
-        values.append(average_precision(y[fold.valid], model.predict(X[fold.valid])))
+    _, oof, _ = fit_folds(est, X, y, plan, params, max_rows=max_rows, seed=seed, train_scores=False)
+    values = [average_precision(y[f.valid], oof[f.valid]) for f in plan.folds]
     finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
 

@@ -26,7 +26,7 @@ from modelminder.training.ensemble import Calibrator, Ensemble
 from modelminder.training.estimators import Estimator, make_estimator
 from modelminder.training.gate import GateRules, Verdict, judge
 from modelminder.training.metrics import average_precision, scores
-from modelminder.training.search import SearchResult, sample_rows, search
+from modelminder.training.search import SearchResult, fit_folds, sample_rows, search
 from modelminder.training.splits import SCHEMES, FoldPlan, random_kfold, walk_forward
 
 FloatArray = npt.NDArray[np.float64]
@@ -92,35 +92,6 @@ def make_fold_plan(data: TrainingSet, config: TrainConfig) -> FoldPlan:
             data.n, data.y(), n_folds=config.folds, holdout_rows=wf.holdout, seed=config.seed
         )
     return wf
-
-
-def fit_folds(
-    est: Estimator,
-    X: FloatArray,
-    y: Array,
-    plan: FoldPlan,
-    params: dict[str, Any],
-    *,
-    max_rows: int,
-    seed: int,
-) -> tuple[list[Any], FloatArray, list[dict[str, Any]]]:
-    """One model per fold; out-of-fold raw scores (NaN outside validation); fold scores."""
-    rng = np.random.default_rng(seed)
-    members = []
-    oof = np.full(len(y), np.nan)
-    folds = []
-    for k, fold in enumerate(plan.folds):
-        rows, w = sample_rows(fold.train, y, max_rows, rng)
-        member = est.fit(X[rows], y[rows], w, X[fold.valid], y[fold.valid], params, seed + k)
-        members.append(member)
-        oof[fold.valid] = member.predict(X[fold.valid])
-        seen = rows if len(rows) <= 50_000 else rng.choice(rows, 50_000, replace=False)
-        folds.append(
-            rep.fold_rows(
-                fold.name, y[seen], member.predict(X[seen]), y[fold.valid], oof[fold.valid]
-            )
-        )
-    return members, oof, folds
 
 
 def _learning_curve(
@@ -266,6 +237,7 @@ def train_model(
     labelled = data.frame.get_column("labelled").to_numpy()
     report: dict[str, Any] = {
         "scheme": fold_plan.scheme,
+        "fold_plan": fold_plan.describe(data.ts()),
         "scores": all_scores,
         "folds": folds,
         "gap": rep.gap_section(folds),
