@@ -36,7 +36,9 @@ def run_demo(
     project = load_project(workdir)
 
     t0 = time.perf_counter()
-    world = simulate(WorldConfig(days=days, cards=cards, seed=seed, schedule=schedule))
+    world = simulate(
+        WorldConfig(days=days, cards=cards, seed=seed, schedule=schedule, fraud_card_share=0.15)
+    )
     console.print(
         f"1. Simulated {days} days x {cards:,} cards: {world.events.height:,} transactions, "
         f"{int(world.truth.get_column('is_fraud').sum()):,} fraudulent, "
