@@ -66,6 +66,9 @@ def train(
         str, typer.Option(help="walk_forward (default) or random (optimistic; warned).")
     ] = "walk_forward",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    stack: Annotated[
+        bool, typer.Option(help="Try stacking with the baseline; kept only if better out of time.")
+    ] = False,
     report_html: Annotated[
         Path | None, typer.Option("--report-html", help="Write the guard report as HTML.")
     ] = None,
@@ -85,7 +88,7 @@ def train(
     proj = load_project(project)
     config = TrainConfig(
         estimator=estimator, trials=trials, folds=folds, holdout=holdout, embargo=embargo,
-        scheme=scheme, seed=seed,
+        scheme=scheme, seed=seed, stack=stack,
     )  # fmt: skip
     policy = LabelPolicy(unlabeled, maturity)
     with console.status("training") as status:

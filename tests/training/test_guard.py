@@ -120,3 +120,17 @@ def test_probabilities_are_calibrated_out_of_time(trained_world: Fixture) -> Non
     result = train_model(trained_world.data, TrainConfig(**FAST))
     # Scores are probabilities: mean |observed fraud rate - mean score| over score deciles.
     assert result.report["scores"]["oot"]["calibration_error"] < 0.01
+
+
+def test_stacking_is_kept_only_if_it_helps_out_of_time(trained_world: Fixture) -> None:
+    from modelminder.training.ensemble import Ensemble
+
+    result = train_model(trained_world.data, TrainConfig(stack=True, **FAST))
+    info = result.report["stacking"]
+    assert set(info) >= {"kept", "oot_ap_stacked", "oot_ap_bagged"}
+    best = max(info["oot_ap_stacked"], info["oot_ap_bagged"])
+    assert result.report["scores"]["oot"]["average_precision"] == best
+    assert (result.model.stack is not None) == info["kept"]
+    X = trained_world.data.X()[:300]
+    again = Ensemble.from_files(result.model.to_files())
+    assert (again.predict(X) == result.model.predict(X)).all()

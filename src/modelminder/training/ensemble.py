@@ -160,6 +160,27 @@ class Calibrator:
 
 
 @dataclass
+class Stack:
+    """A logistic meta-model over groups of members: ``sigmoid(b + sum_i w_i logit(g_i))``
+    where ``g_i`` is the mean score of group ``i`` (members ``groups[i][0]:groups[i][1]``)."""
+
+    groups: list[tuple[int, int]]
+    coef: list[float]
+    intercept: float
+
+    def combine(self, members: list[Any], X: FloatArray) -> FloatArray:
+        z = np.full(len(X), self.intercept, np.float64)
+        for (a, b), w in zip(self.groups, self.coef, strict=True):
+            z += w * logit(np.mean([m.predict(X) for m in members[a:b]], axis=0))
+        return np.asarray(1.0 / (1.0 + np.exp(-z)), np.float64)
+
+
+def logit(p: FloatArray) -> FloatArray:
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.asarray(np.log(q / (1 - q)), np.float64)
+
+
+@dataclass
 class Ensemble:
     """The shipped model: averaged members, then calibration.
 
@@ -179,9 +200,12 @@ class Ensemble:
     params: dict[str, Any]
     calibrator: Calibrator | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    stack: Stack | None = None
 
     def raw(self, X: FloatArray) -> FloatArray:
-        """The members' average probability, before calibration."""
+        """The members' average probability (or the stack's), before calibration."""
+        if self.stack is not None:
+            return self.stack.combine(self.members, X)
         return np.asarray(np.mean([m.predict(X) for m in self.members], axis=0), np.float64)
 
     def predict(self, X: FloatArray) -> FloatArray:
@@ -213,6 +237,13 @@ class Ensemble:
             if self.calibrator is None
             else {"x": self.calibrator.x.tolist(), "y": self.calibrator.y.tolist()},
             "info": self.info,
+            "stack": None
+            if self.stack is None
+            else {
+                "groups": [list(g) for g in self.stack.groups],
+                "coef": self.stack.coef,
+                "intercept": self.stack.intercept,
+            },
         }
         files["model.json"] = json.dumps(doc, indent=1, default=_jsonable).encode()
         return files
@@ -237,6 +268,16 @@ class Ensemble:
             if cal is None
             else Calibrator(np.asarray(cal["x"], np.float64), np.asarray(cal["y"], np.float64))
         )
+        st = doc.get("stack")
+        stack = (
+            None
+            if st is None
+            else Stack(
+                [(int(a), int(b)) for a, b in st["groups"]],
+                [float(w) for w in st["coef"]],
+                float(st["intercept"]),
+            )
+        )
         return cls(
             list(doc["feature_names"]),
             members,
@@ -244,6 +285,7 @@ class Ensemble:
             dict(doc["params"]),
             calibrator,
             dict(doc.get("info", {})),
+            stack,
         )
 
 
