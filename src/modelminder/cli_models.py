@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from modelminder.cli_common import ProjectOpt, console, out, parse_time
+from modelminder.cli_common import ProjectOpt, console, out, parse_time, progress_bar
 from modelminder.errors import MinderError
 
 models_app = typer.Typer(help="List, inspect, promote and roll back model versions.")
@@ -91,11 +91,22 @@ def train(
         scheme=scheme, seed=seed, stack=stack,
     )  # fmt: skip
     policy = LabelPolicy(unlabeled, maturity)
-    with console.status("training") as status:
+    with progress_bar() as bar:
+        stage = bar.add_task("building the training set", total=1)
+        search_task = None
+        best = [float("nan")]
 
         def say(message: str) -> None:
-            status.update(message.splitlines()[0][:100])
+            bar.update(stage, description=message.splitlines()[0][:60])
             out.print(message)
+
+        def on_trial(done: int, total: int, score: float) -> None:
+            nonlocal search_task
+            if search_task is None:
+                search_task = bar.add_task("search", total=total)
+            if not best[0] >= score:  # also replaces the initial NaN
+                best[0] = score
+            bar.update(search_task, completed=done, description=f"search (best AP {best[0]:.4f})")
 
         trained = train_and_register(
             proj,
@@ -104,7 +115,9 @@ def train(
             from_ts=parse_time(from_, "--from"),
             policy=policy,
             progress=say,
+            on_trial=on_trial,
         )
+        bar.update(stage, total=1, completed=1, description="done")
     result = trained.result
     out.print(_scores_table(result.report["scores"]))
     gap = result.report["gap"]

@@ -68,6 +68,7 @@ def train_and_register(
     policy: LabelPolicy | None = None,
     rules: GateRules | None = None,
     progress: Callable[[str], None] | None = None,
+    on_trial: Callable[[int, int, float], None] | None = None,
 ) -> Trained:
     """Build the training set, train under the guard, register the model (accepted or
     rejected, with the reasons)."""
@@ -83,7 +84,9 @@ def train_and_register(
             log, plan, cutoff=cut, now=max(now, latest + 1), policy=policy, from_ts=from_ts
         )
         say(f"training set: {data.describe()}")
-        result = train_model(data, config, rules, log=log, plan=plan, progress=say)
+        result = train_model(
+            data, config, rules, log=log, plan=plan, progress=say, on_trial=on_trial
+        )
         meta = {
             "feature_set": plan.feature_set.name,
             "fingerprint": plan.feature_set.fingerprint(),

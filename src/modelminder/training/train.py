@@ -229,8 +229,12 @@ def train_model(
     log: EventLog | None = None,
     plan: Plan | None = None,
     progress: Progress | None = None,
+    on_trial: Callable[[int, int, float], None] | None = None,
 ) -> TrainResult:
-    """Train, guard and judge a model on ``data`` (see the module docstring)."""
+    """Train, guard and judge a model on ``data`` (see the module docstring).
+
+    ``progress`` receives a line per stage; ``on_trial(done, total, score)`` follows the
+    search (for a progress bar)."""
     cfg = config or TrainConfig()
     rules = rules or GateRules()
     say = progress or (lambda _msg: None)
@@ -249,7 +253,11 @@ def train_model(
     else:
         found = search(
             est, X, y, fold_plan, trials=cfg.trials, max_rows=cfg.max_train_rows, seed=cfg.seed,
-            progress=lambda i, s: say(f"trial {i}/{cfg.trials}: validation AP {s:.4f}"),
+            progress=lambda i, s: (
+                on_trial(i, cfg.trials, s)
+                if on_trial is not None
+                else say(f"trial {i}/{cfg.trials}: validation AP {s:.4f}")
+            ),
         )  # fmt: skip
     say(f"parameters: {found.params}")
     members, oof, folds = fit_folds(
