@@ -35,8 +35,15 @@ def minder(*args: str) -> tuple[int, str]:
 
 def test_train_promote_score_evaluate_rollback(trained_world: Fixture, tmp_path: Path) -> None:
     root = str(trained_world.project.root)
-    code, text = minder("train", "--trials", "0", "--folds", "3", "-p", root)
+    html = tmp_path / "report.html"
+    code, text = minder(
+        "train", "--trials", "0", "--folds", "3", "--report-html", str(html), "-p", root
+    )
     assert code == 0, text
+    page = html.read_text()
+    assert "Overfitting &amp; leakage report" in page and "Learning curve" in page
+    assert all(f"<td>{name}</td>" in page for name in ("train", "validation", "oot"))
+    assert page.count("<tr>") > 10
     assert "fold 1:" in text and "holdout:" in text  # the fold plan is printed
     assert "PASSED" in text and "Registered v1 (accepted)" in text
     code, text = minder("models", "list", "-p", root)
