@@ -12,6 +12,7 @@ from rich.table import Table
 
 from modelminder.cli_common import ProjectOpt, console, out, parse_time, progress_bar
 from modelminder.cli_models import register_commands
+from modelminder.cli_serve import register_commands as register_serving
 from modelminder.errors import InputFileError, MinderError
 
 app = typer.Typer(
@@ -220,6 +221,7 @@ def demo(
 
 
 register_commands(app)
+register_serving(app)
 
 
 def main() -> None:

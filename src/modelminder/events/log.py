@@ -16,7 +16,7 @@ Promises
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -379,6 +379,18 @@ class EventLog:
         """Number of records in ``topic``."""
         _check_topic(topic)
         return int(self._fetch(f"SELECT COUNT(*) FROM {topic}")[0][0])
+
+    def events_by_id(self, event_ids: Sequence[str]) -> pl.DataFrame:
+        """The logged events among ``event_ids`` (any order; unknown ids are absent)."""
+        ids = [str(i) for i in event_ids]
+        frames = []
+        for start in range(0, len(ids), 500):  # SQLite caps bound parameters per statement
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            frames.append(
+                self._query(f"SELECT * FROM events WHERE event_id IN ({marks})", chunk, "events")
+            )
+        return pl.concat(frames) if frames else self._empty("events")
 
     def max_event_ts(self) -> int | None:
         """The latest event time in the log (microseconds), or None when it is empty."""

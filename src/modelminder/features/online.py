@@ -96,6 +96,10 @@ class OnlineEngine:
         """Features of ``event`` as of just before it, then fold it into the state."""
         return dict(zip(self._names, self._compute(event).tolist(), strict=True))
 
+    def process_vector(self, event: Mapping[str, Any]) -> Array:
+        """Like :meth:`process`, as a float64 vector in ``plan.names`` order (a copy)."""
+        return self._compute(event).copy()
+
     def process_frame(self, events: pl.DataFrame) -> pl.DataFrame:
         """Feed a micro-batch row by row (in order); same output shape as replay."""
         ts = ts_micros(events.get_column("ts"))

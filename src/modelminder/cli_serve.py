@@ -1,0 +1,91 @@
+"""``minder serve`` and ``minder tokens``."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelminder.cli_common import ProjectOpt, console, out
+from modelminder.errors import MinderError
+
+tokens_app = typer.Typer(help="API tokens (stored hashed; shown once).")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (1 in the embedded mode).")] = 1,
+    review_at: Annotated[float, typer.Option(help="Scores from here are 'review'.")] = 0.2,
+    block_at: Annotated[float, typer.Option(help="Scores from here are 'block'.")] = 0.8,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Serve the champion over HTTP: rebuilds the online state from the log, loads the models.
+
+    Example: minder serve --port 8000 --project myproj  (then POST /v1/predict; docs at /docs)
+    """
+    import uvicorn
+
+    from modelminder.project import load_project
+    from modelminder.serving.app import create_app
+    from modelminder.serving.service import DecisionPolicy, Service
+
+    if workers != 1:
+        raise MinderError(
+            f"--workers {workers}: the embedded mode keeps the live feature state in one "
+            "process, so it serves with exactly 1 worker (several workers need a shared state "
+            "store). Use --workers 1."
+        )
+    proj = load_project(project)
+    with console.status("rebuilding the online state from the log"):
+        service = Service(proj, policy=DecisionPolicy(review_at, block_at))
+    open_access = not service.store.has_tokens()
+    if open_access and host not in LOOPBACK:
+        service.close()
+        raise MinderError(
+            f"Refusing to serve on {host} without tokens. Create one first: minder tokens "
+            f"create --role service --project {project} (or bind to 127.0.0.1)."
+        )
+    if open_access:
+        console.print(
+            "[yellow]warning:[/yellow] no tokens exist, so the API is open (loopback only). "
+            "Create tokens with: minder tokens create --role admin"
+        )
+    champion = service.champion.version if service.champion else "none (predict answers 503)"
+    out.print(
+        f"state rebuilt in {service.rebuild_seconds:.1f}s; champion: {champion}; "
+        f"http://{host}:{port}/docs"
+    )
+    gc.collect()
+    gc.freeze()  # long-lived objects out of the collector's way (see docs/benchmarks.md)
+    try:
+        uvicorn.run(create_app(service, open_access=open_access), host=host, port=port,
+                    log_level="warning")  # fmt: skip
+    finally:
+        service.close()
+
+
+@tokens_app.command("create")
+def create_token(
+    role: Annotated[str, typer.Option(help="service, reviewer or admin.")] = "service",
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Create an API token for a role and print it (only its hash is stored).
+
+    Example: minder tokens create --role admin --project myproj
+    """
+    from modelminder.project import load_project
+    from modelminder.serving.store import ServingStore
+
+    proj = load_project(project)
+    with ServingStore.open(proj.root) as store:
+        token = store.create_token(role)
+    out.print(token)
+
+
+def register_commands(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.add_typer(tokens_app, name="tokens")

@@ -1,0 +1,277 @@
+"""The HTTP API (FastAPI, versioned under /v1). Routes only parse, call :class:`Service`, and
+format; errors become JSON ``{"error": {"type", "message"}}`` with the right status.
+
+Auth: ``Authorization: Bearer <token>``; roles ``service`` (predict, events, labels),
+``reviewer``, ``admin`` (everything, including promote and rollback). Without any token the
+app runs open only when created with ``open_access=True`` (the CLI allows that on 127.0.0.1
+only, with a warning).
+
+(No ``from __future__ import annotations`` here: FastAPI reads the route annotations at run
+time, and the request models are built per app.)
+"""
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from modelminder.errors import MinderError, RegistryError, SchemaError
+from modelminder.serving.service import NoChampionError, Service
+from modelminder.workflows import actor
+
+MAX_BATCH = 1000
+MAX_BODY_BYTES = 2_000_000
+_TYPES: dict[str, Any] = {"str": str, "float": float, "int": int, "bool": bool}
+
+
+class LabelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event_id: str = Field(min_length=1)
+    is_fraud: float
+    label_ts: str
+    source: str = "api"
+
+    @field_validator("is_fraud")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number (0 or 1)")
+        return v
+
+
+def _event_model(fields: dict[str, str]) -> type[BaseModel]:
+    """A strict request model for the project's event schema."""
+    spec: dict[str, Any] = {
+        "event_id": (str, Field(min_length=1)),
+        "ts": (str, Field(description="ISO-8601 time, e.g. 2026-03-01T12:00:00Z")),
+    }
+    for name, typ in fields.items():
+        spec[name] = (_TYPES[typ], ...)
+
+    def finite(cls: Any, v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError("must be a finite number (no NaN or infinity)")
+        return v
+
+    validators: dict[str, Any] = {
+        "finite": field_validator(*[n for n, t in fields.items() if t == "float"] or ["ts"])(
+            classmethod(finite)
+        )
+    }
+    return create_model(
+        "Event", __config__=ConfigDict(extra="forbid", strict=True), __validators__=validators,
+        **spec,
+    )  # fmt: skip
+
+
+def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
+    """The API over ``service``."""
+    Event = _event_model(dict(service.log.schema.fields))
+
+    class Batch(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        events: list[Event] = Field(min_length=1, max_length=MAX_BATCH)  # type: ignore[valid-type]
+
+    class Labels(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        labels: list[LabelIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+    app = FastAPI(
+        title="modelminder",
+        version="1",
+        description="Score events with the champion model; ingest events and labels; manage "
+        "model aliases. Every state-changing route needs a bearer token with the right role.",
+    )
+    metrics = CollectorRegistry()
+    requests = Counter(
+        "minder_requests_total", "HTTP requests", ["route", "status"], registry=metrics
+    )
+    latency = Histogram(
+        "minder_request_seconds", "HTTP request latency", ["route"], registry=metrics,
+        buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    )  # fmt: skip
+    scores = Histogram(
+        "minder_scores", "Champion scores", registry=metrics,
+        buckets=(0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+    )  # fmt: skip
+    decisions = Counter("minder_decisions_total", "Decisions", ["decision"], registry=metrics)
+    served_by = Counter(
+        "minder_predictions_total", "Predictions by model version", ["version"], registry=metrics
+    )
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        size = int(request.headers.get("content-length") or 0)
+        if size > MAX_BODY_BYTES:
+            return _error(413, "PayloadTooLarge", f"The body is {size} bytes; at most "
+                          f"{MAX_BODY_BYTES} are accepted. Send smaller batches.")  # fmt: skip
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        requests.labels(path, str(response.status_code)).inc()
+        latency.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
+        return _error(422, "ValidationError", "; ".join(problems), fields=problems)
+
+    @app.exception_handler(MinderError)
+    async def minder_error(_: Request, exc: MinderError) -> JSONResponse:
+        if isinstance(exc, NoChampionError):
+            return _error(503, "NoChampion", str(exc))
+        if isinstance(exc, SchemaError):
+            return _error(422, "SchemaError", str(exc))
+        if isinstance(exc, RegistryError):
+            return _error(409, "RegistryError", str(exc))
+        return _error(400, type(exc).__name__, str(exc))
+
+    def role(*allowed: str) -> Callable[[Request], str]:
+        def check(request: Request) -> str:
+            header = request.headers.get("authorization", "")
+            if not header.startswith("Bearer "):
+                if open_access:
+                    return "admin"
+                raise HTTPException(401, "Missing bearer token (Authorization: Bearer ...).")
+            found = service.store.role_of(header.removeprefix("Bearer ").strip())
+            if found is None:
+                raise HTTPException(401, "Unknown token.")
+            if found != "admin" and found not in allowed:
+                raise HTTPException(
+                    403, f"A {found!r} token cannot do this; it needs {' or '.join(allowed)}."
+                )
+            return found
+
+        return check
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        kind = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound"}.get(exc.status_code)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return _error(exc.status_code, kind or "HTTPError", str(exc.detail), headers=headers)
+
+    @app.post("/v1/predict", tags=["scoring"])
+    async def predict(body: Batch, _: str = Depends(role("service"))) -> dict[str, Any]:
+        """Score events (in order) with the champion: score, decision, model version and the
+        top reasons. Events are appended to the log first; a retried event_id is not scored
+        again and gets the first answer (``duplicate: true``)."""
+        results = service.predict(_dumps(body.events))
+        for r in results:
+            if not r.get("duplicate") and r.get("score") is not None:
+                scores.observe(r["score"])
+                decisions.labels(r["decision"]).inc()
+                served_by.labels(r["model_version"]).inc()
+        return {"predictions": results}
+
+    @app.post("/v1/events", tags=["ingest"])
+    async def events(body: Batch, _: str = Depends(role("service"))) -> dict[str, int]:
+        """Append events without scoring (they still update the live feature state)."""
+        return service.ingest(_dumps(body.events))
+
+    @app.post("/v1/labels", tags=["ingest"])
+    async def labels(body: Labels, _: str = Depends(role("service"))) -> dict[str, int]:
+        """Ground truth arriving live: known from the later of label_ts and now."""
+        return service.add_labels([x.model_dump() for x in body.labels])
+
+    @app.get("/v1/predictions/{event_id}", tags=["scoring"])
+    async def prediction(
+        event_id: str, _: str = Depends(role("service", "reviewer"))
+    ) -> dict[str, Any]:
+        """What was served for an event (champion and shadow), with the features."""
+        found = service.store.get(event_id)
+        if not found:
+            raise HTTPException(404, f"No prediction for event {event_id!r}.")
+        return {
+            "event_id": event_id,
+            "feature_names": service.plan.names,
+            "predictions": [p.to_dict() for p in found],
+        }
+
+    @app.get("/v1/models", tags=["models"])
+    async def models(_: str = Depends(role("service", "reviewer"))) -> dict[str, Any]:
+        """Registered versions, their status and the aliases."""
+        from modelminder.registry import Registry
+
+        with Registry.open(service.project.root) as reg:
+            return {
+                "aliases": reg.aliases(),
+                "models": [
+                    {"version": r.version, "status": r.status, "reasons": list(r.reasons)}
+                    for r in reg.list()
+                ],
+            }
+
+    @app.post("/v1/models/{version}/promote", tags=["models"])
+    async def promote(
+        version: str, alias: str = "champion", _: str = Depends(role("admin"))
+    ) -> dict[str, str]:
+        """Point an alias at a version (audited); the service reloads its models."""
+        from modelminder.registry import Registry
+
+        with Registry.open(service.project.root, service.log) as reg:
+            reg.set_alias(alias, version, actor=actor() + " (api)", reason="api promote")
+        service.reload_models()
+        return {alias: version}
+
+    @app.post("/v1/models/rollback", tags=["models"])
+    async def rollback(_: str = Depends(role("admin"))) -> dict[str, str]:
+        """Move champion back to the previous champion (audited)."""
+        from modelminder.registry import Registry
+
+        with Registry.open(service.project.root, service.log) as reg:
+            version = reg.rollback(actor=actor() + " (api)", reason="api rollback")
+        service.reload_models()
+        return {"champion": version}
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        body = {
+            "state_rebuilt": True,
+            "rebuild_seconds": round(service.rebuild_seconds, 3),
+            "champion": service.champion.version if service.champion else None,
+        }
+        return JSONResponse(body, status_code=200 if service.ready else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _dumps(items: list[Any]) -> list[dict[str, Any]]:
+    return [cast(BaseModel, item).model_dump() for item in items]
+
+
+def _error(
+    status: int,
+    kind: str,
+    message: str,
+    *,
+    fields: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": {"type": kind, "message": message}}
+    if fields:
+        body["error"]["fields"] = fields
+    return JSONResponse(body, status_code=status, headers=headers)

@@ -1,0 +1,269 @@
+"""The live path: log the event, compute features with the online engine, score, decide, record.
+
+:class:`Service` owns the online engine (rebuilt from the log at start), the loaded champion and
+shadow models, and the prediction log. It is transport-free: the HTTP app and the stream runner
+call it. Order of work per event: append to the log first (a 2xx means it is durable), then
+features (the same engine as replay), then the champion's score and decision, then the record.
+An event id already in the log is never folded into the state twice: a retry gets the
+prediction recorded the first time.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from modelminder.clock import Clock, WallClock
+from modelminder.errors import MinderError, SchemaError
+from modelminder.events.schema import normalize
+from modelminder.features.runner import engine_from_log
+from modelminder.project import Project
+from modelminder.registry import Registry
+from modelminder.serving.store import Prediction, ServingStore, finite_or_none
+from modelminder.training.ensemble import Ensemble, LightGBMMember
+
+
+class NoChampionError(MinderError):
+    """No model is champion yet: promote one (``minder models promote VERSION``)."""
+
+
+@dataclass(frozen=True)
+class DecisionPolicy:
+    """Decisions by calibrated score: ``approve`` below ``review_at``, ``block`` from
+    ``block_at``, ``review`` in between."""
+
+    review_at: float = 0.2
+    block_at: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.review_at <= self.block_at <= 1.0:
+            raise MinderError(
+                "The decision thresholds must satisfy 0 <= review_at <= block_at <= 1. "
+                f"Got review_at={self.review_at}, block_at={self.block_at}."
+            )
+
+    def decide(self, score: float) -> str:
+        if score >= self.block_at:
+            return "block"
+        return "review" if score >= self.review_at else "approve"
+
+
+@dataclass
+class Loaded:
+    version: str
+    model: Ensemble
+
+
+class Service:
+    """The live loop for one project (one process; calls are serialized by a lock)."""
+
+    def __init__(
+        self, project: Project, *, policy: DecisionPolicy | None = None, clock: Clock | None = None
+    ) -> None:
+        self.project = project
+        self.policy = policy or DecisionPolicy()
+        self.clock = clock or WallClock()
+        self.plan = project.plan()
+        self.log = project.open_log()
+        self.store = ServingStore.open(project.root)
+        self._lock = threading.RLock()
+        started = time.perf_counter()
+        self.engine = engine_from_log(self.log, self.plan)
+        self.rebuild_seconds = time.perf_counter() - started
+        self.champion: Loaded | None = None
+        self.shadow: Loaded | None = None
+        self.reload_models()
+        self._shadow_queue: queue.Queue[tuple[list[Prediction], Any] | None] = queue.Queue()
+        self._shadow_thread = threading.Thread(target=self._shadow_worker, daemon=True)
+        self._shadow_thread.start()
+
+    # -- models ---------------------------------------------------------------------------
+    def reload_models(self) -> None:
+        """Load the champion and the shadow (or challenger) named by the registry's aliases."""
+        fingerprint = self.plan.feature_set.fingerprint()
+        with Registry.open(self.project.root) as reg:
+            aliases = reg.aliases()
+
+            def load(alias: str) -> Loaded | None:
+                version = aliases.get(alias)
+                if version is None:
+                    return None
+                record = reg.get(version)
+                if record.meta.get("fingerprint") != fingerprint:
+                    raise MinderError(
+                        f"The {alias} model {version} was trained on another feature set; "
+                        "retrain it on the project's current features."
+                    )
+                return Loaded(version, Ensemble.from_files(reg.load_files(version)))
+
+            champion = load("champion")
+            shadow = load("shadow") or load("challenger")
+        with self._lock:
+            self.champion, self.shadow = champion, shadow
+
+    @property
+    def ready(self) -> bool:
+        return self.champion is not None
+
+    # -- events ---------------------------------------------------------------------------
+    def _new_events(self, events: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFrame, set[str]]:
+        """Validate and append a batch; the normalized batch and the ids that were already in
+        the log (whole batch rejected on any error, nothing written)."""
+        frame = pl.DataFrame([dict(e) for e in events], infer_schema_length=None)
+        batch = normalize(frame, self.log.schema.fields, ("ts",))
+        if batch.get_column("event_id").n_unique() != batch.height:
+            raise SchemaError("The batch repeats an event_id; send each event once.")
+        known = set(
+            self.log.events_by_id(batch.get_column("event_id").to_list())
+            .get_column("event_id")
+            .to_list()
+        )
+        self.log.append_events(frame)
+        return batch, known
+
+    def ingest(self, events: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+        """Append events without scoring; new ones are folded into the live state."""
+        with self._lock:
+            batch, known = self._new_events(events)
+            fresh = [r for r in batch.iter_rows(named=True) if r["event_id"] not in known]
+            for row in fresh:
+                self.engine.process(row)
+        return {"received": batch.height, "appended": len(fresh), "duplicates": len(known)}
+
+    def predict(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Score a batch of events (in order) with the champion; see the module docstring."""
+        champion = self.champion
+        if champion is None:
+            raise NoChampionError(
+                "No model is champion yet, so nothing can be scored. Train one (minder train) "
+                "and promote it (minder models promote VERSION)."
+            )
+        results: list[dict[str, Any]] = []
+        served: list[Prediction] = []
+        with self._lock:
+            started = time.perf_counter()
+            batch, known = self._new_events(events)
+            names = self.plan.names
+            for row in batch.iter_rows(named=True):
+                t0 = time.perf_counter()
+                event_id = row["event_id"]
+                if event_id in known:
+                    previous = [p for p in self.store.get(event_id) if p.role == "champion"]
+                    results.append(
+                        previous[0].to_dict() | {"duplicate": True}
+                        if previous
+                        else {"event_id": event_id, "duplicate": True, "score": None}
+                    )
+                    continue
+                x = self.engine.process_vector(row).reshape(1, -1)
+                score = float(champion.model.predict(x)[0])
+                p = Prediction(
+                    event_id=event_id,
+                    served_at=self.clock.now_us(),
+                    model_version=champion.version,
+                    role="champion",
+                    score=score,
+                    decision=self.policy.decide(score),
+                    latency_us=int((time.perf_counter() - t0) * 1e6),
+                    features=finite_or_none(x[0].tolist()),
+                    reasons=_reasons(champion.model, x, names),
+                )
+                served.append(p)
+                results.append(p.to_dict() | {"duplicate": False})
+            self.store.append(served)
+            if self.shadow is not None and served:
+                self._shadow_queue.put((served, self.shadow))
+            self.last_batch_seconds = time.perf_counter() - started
+        return results
+
+    def _shadow_worker(self) -> None:
+        """Score served features with the shadow, off the request path; record, never decide."""
+        while True:
+            item = self._shadow_queue.get()
+            if item is None:
+                return
+            served, shadow = item
+            X = np.array([[math.nan if v is None else v for v in p.features] for p in served])
+            scores = shadow.model.predict(X)
+            self.store.append(
+                [
+                    Prediction(
+                        p.event_id,
+                        self.clock.now_us(),
+                        shadow.version,
+                        "shadow",
+                        float(s),
+                        self.policy.decide(float(s)),
+                        0,
+                        p.features,
+                        [],
+                    )
+                    for p, s in zip(served, scores, strict=True)
+                ]
+            )
+            self._shadow_queue.task_done()
+
+    def flush_shadow(self) -> None:
+        """Wait until every queued shadow score is recorded."""
+        self._shadow_queue.join()
+
+    # -- labels ---------------------------------------------------------------------------
+    def add_labels(self, labels: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+        """Append labels arriving live (known from the later of label_ts and now) and fold
+        those of logged events into the label-aware state."""
+        now = self.clock.now_us()
+        frame = pl.DataFrame([dict(x) for x in labels], infer_schema_length=None)
+        with self._lock:
+            result = self.log.append_labels(frame, received_at_us=now)
+            batch = normalize(frame, {"is_fraud": "float", "source": "str"}, ("label_ts",))
+            events = {
+                r["event_id"]: r
+                for r in self.log.events_by_id(batch.get_column("event_id").to_list()).iter_rows(
+                    named=True
+                )
+            }
+            for lab in batch.iter_rows(named=True):
+                event = events.get(lab["event_id"])
+                if event is not None:
+                    known_at = max(int(lab["label_ts"]), now)
+                    self.engine.add_label(event, float(lab["is_fraud"]), known_at)
+        return {"received": frame.height, "appended": result.inserted}
+
+    def close(self) -> None:
+        self._shadow_queue.put(None)
+        self._shadow_thread.join(timeout=5)
+        self.log.close()
+        self.store.close()
+
+
+def _reasons(
+    model: Ensemble, x: np.ndarray, names: list[str], top: int = 3
+) -> list[dict[str, Any]]:
+    """The features that pushed the score most (LightGBM contributions, in log-odds)."""
+    boosters = [m for m in model.members if isinstance(m, LightGBMMember)]
+    if not boosters:
+        return []
+    contrib = np.mean(
+        [
+            np.asarray(b.booster.predict(x, pred_contrib=True, num_threads=1))[0, :-1]
+            for b in boosters
+        ],
+        axis=0,
+    )
+    order = np.argsort(-np.abs(contrib))[:top]
+    return [
+        {
+            "feature": names[i],
+            "value": None if not math.isfinite(x[0, i]) else float(x[0, i]),
+            "contribution": float(contrib[i]),
+        }
+        for i in order
+    ]
