@@ -22,6 +22,10 @@ COMMANDS = [
     "models show",
     "models promote",
     "models rollback",
+    "serve",
+    "stream",
+    "check-skew",
+    "tokens create",
 ]
 
 

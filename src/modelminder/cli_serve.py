@@ -86,6 +86,68 @@ def create_token(
     out.print(token)
 
 
+def stream(
+    events: Annotated[Path, typer.Option("--events", help="Events file (Parquet/CSV/JSONL).")],
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="Labels file, interleaved at label_ts.")
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="A running server (default: in-process).")] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="MODELMINDER_TOKEN", help="Bearer token for --url.")
+    ] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="Pace at this multiple of real time (default: flat out).")
+    ] = None,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Play a recorded stream through the live path as if it arrived now.
+
+    Example: minder stream --events new.parquet --labels new_labels.parquet --project myproj
+    """
+    from modelminder.cli import _read_file
+    from modelminder.cli_common import progress_bar
+    from modelminder.project import load_project
+    from modelminder.serving.stream import play
+
+    proj = load_project(project)
+    frame = _read_file(events)
+    label_frame = _read_file(labels) if labels is not None else None
+    with progress_bar() as bar:
+        task = bar.add_task("stream", total=frame.height)
+        stats = play(
+            proj, frame, label_frame, url=url, token=token, speed=speed,
+            progress=lambda n: bar.advance(task, n),
+        )  # fmt: skip
+    out.print(stats.summary())
+
+
+def check_skew(project: ProjectOpt = Path(".")) -> None:
+    """Replay the log and compare, feature by feature, with the features that were served.
+
+    Exits 1 on any mismatch. Example: minder check-skew --project myproj
+    """
+    from rich.table import Table
+
+    from modelminder.project import load_project
+    from modelminder.workflows import check_skew as run
+
+    with console.status("replaying the log"):
+        report, n = run(load_project(project))
+    table = Table(title=f"Served vs replayed features over {n:,} served events")
+    table.add_column("feature")
+    table.add_column("mismatches", justify="right")
+    table.add_column("examples (replay vs served)")
+    for name, count in report.mismatches.items():
+        table.add_row(name, str(count), "; ".join(report.examples[name]))
+    out.print(table)
+    if not report.ok:
+        out.print("[red]SKEW: served features differ from replay.[/red]")
+        raise typer.Exit(1)
+    out.print(f"OK: no skew in {len(report.mismatches)} features.")
+
+
 def register_commands(app: typer.Typer) -> None:
     app.command()(serve)
+    app.command()(stream)
+    app.command("check-skew")(check_skew)
     app.add_typer(tokens_app, name="tokens")

@@ -230,3 +230,36 @@ def record_summary(record: ModelRecord, aliases: dict[str, str]) -> dict[str, An
 
 def dumps(value: Any) -> str:
     return json.dumps(jsonable(value), indent=1)
+
+
+def check_skew(project: Project) -> tuple[Any, int]:
+    """Compare the features served (the champion's prediction log) with a replay of the log,
+    feature by feature. Returns the parity report and the number of served events checked."""
+    from modelminder.features.runner import compare_tables
+    from modelminder.serving.store import ServingStore
+
+    plan = project.plan()
+    with ServingStore.open(project.root) as store:
+        served = store.champion_predictions()
+    if not served:
+        raise TrainingError("Nothing has been served yet: the prediction log is empty.")
+    ids = [p.event_id for p in served]
+    served_table = pl.DataFrame(
+        {
+            "event_id": ids,
+            **{
+                name: [math.nan if p.features[j] is None else p.features[j] for p in served]
+                for j, name in enumerate(plan.names)
+            },
+        }
+    )
+    with project.open_log() as log:
+        replayed = replay_log(log, plan)
+    order = {event_id: k for k, event_id in enumerate(ids)}
+    replayed = (
+        replayed.filter(pl.col("event_id").is_in(ids))
+        .with_columns(_k=pl.col("event_id").replace_strict(order, return_dtype=pl.Int64))
+        .sort("_k")
+        .drop("_k")
+    )
+    return compare_tables(replayed, served_table, plan.names), len(ids)
