@@ -9,32 +9,17 @@ import polars as pl
 from typer.testing import CliRunner
 
 from modelminder.cli import app
-from modelminder.project import init_project, load_project
-from modelminder.registry import Registry
 from modelminder.serving.store import ServingStore
-from modelminder.sim.world import WorldConfig, simulate
-from modelminder.training.train import TrainConfig
-from modelminder.workflows import train_and_register
+
+from .conftest import live_project
 
 runner = CliRunner()
 
 
 def test_stream_then_no_skew_and_a_broken_feature_is_caught(tmp_path: Path) -> None:
     root = tmp_path / "p"
-    init_project(root, builtin=True)
-    project = load_project(root)
-    world = simulate(
-        WorldConfig(days=100, cards=200, seed=4, fraud_card_share=0.25, schedule="steady")
-    )
-    cut = world.events.height * 97 // 100
-    first = world.events.head(cut)
-    with project.open_log() as log:
-        log.append_events(first)
-        ts_cut = first.get_column("ts").max()
-        log.append_labels(world.labels.filter(pl.col("label_ts") <= ts_cut))
-    trained = train_and_register(project, TrainConfig(trials=0, folds=3, max_train_rows=20_000))
-    with project.open_log() as log, Registry.open(root, log) as reg:
-        reg.set_alias("champion", trained.record.version, actor="test", reason="fixture")
+    project, world, cut = live_project(root)
+    ts_cut = world.events.head(cut).get_column("ts").max()
     world.events.slice(cut).write_parquet(tmp_path / "rest.parquet")
     world.labels.filter(pl.col("label_ts") > ts_cut).write_parquet(tmp_path / "later.parquet")
 

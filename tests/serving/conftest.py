@@ -1,0 +1,32 @@
+"""Serving fixtures: a project whose log holds most of a world, with a champion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from modelminder.project import Project, init_project, load_project
+from modelminder.registry import Registry
+from modelminder.sim.world import World, WorldConfig, simulate
+from modelminder.training.train import TrainConfig
+from modelminder.workflows import train_and_register
+
+
+def live_project(root: Path, share: float = 0.97, cards: int = 200) -> tuple[Project, World, int]:
+    """Log the first ``share`` of a world's events (and the labels known by then), train a
+    model, promote it. Returns the project, the world and the number of events logged."""
+    init_project(root, builtin=True)
+    project = load_project(root)
+    world = simulate(
+        WorldConfig(days=100, cards=cards, seed=4, fraud_card_share=0.25, schedule="steady")
+    )
+    cut = int(world.events.height * share)
+    first = world.events.head(cut)
+    with project.open_log() as log:
+        log.append_events(first)
+        log.append_labels(world.labels.filter(pl.col("label_ts") <= first.get_column("ts").max()))
+    trained = train_and_register(project, TrainConfig(trials=0, folds=3, max_train_rows=20_000))
+    with project.open_log() as log, Registry.open(root, log) as reg:
+        reg.set_alias("champion", trained.record.version, actor="test", reason="fixture")
+    return project, world, cut
