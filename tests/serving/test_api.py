@@ -73,7 +73,9 @@ def test_features_served_over_http_equal_replay(
         assert r.status_code == 200, r.text
         p = r.json()["predictions"][0]
         assert 0.0 <= p["score"] <= 1.0 and p["decision"] in ("approve", "review", "block")
-        assert p["model_version"] and len(p["reasons"]) == 3
+        assert p["model_version"]
+        # reasons come with the decisions someone acts on
+        assert len(p["reasons"]) == (0 if p["decision"] == "approve" else 3)
     served = {}
     for event in sent:
         body = client.get(f"/v1/predictions/{event['event_id']}").json()

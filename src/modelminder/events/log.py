@@ -173,6 +173,12 @@ class EventLog:
     ) -> AppendResult:
         """Validate and append a batch of events, atomically and idempotently by event_id."""
         batch = normalize(frame, self.schema.fields, ("ts",))
+        return self.append_normalized_events(batch, progress)
+
+    def append_normalized_events(
+        self, batch: pl.DataFrame, progress: Callable[[int], None] | None = None
+    ) -> AppendResult:
+        """Append a batch already validated by :func:`normalize` against this log's schema."""
         names = ["event_id", "ts", *self.schema.fields]
         sql = (
             f"INSERT INTO events ({', '.join(_ident(n) for n in names)}) "
@@ -379,6 +385,17 @@ class EventLog:
         """Number of records in ``topic``."""
         _check_topic(topic)
         return int(self._fetch(f"SELECT COUNT(*) FROM {topic}")[0][0])
+
+    def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of ``event_ids`` are already in the log."""
+        ids = [str(i) for i in event_ids]
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self._fetch(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
+            found.update(str(r[0]) for r in rows)
+        return found
 
     def events_by_id(self, event_ids: Sequence[str]) -> pl.DataFrame:
         """The logged events among ``event_ids`` (any order; unknown ids are absent)."""

@@ -6,8 +6,11 @@ number, ``event_id`` and field, and a batch with any problem is rejected whole.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -152,3 +155,89 @@ def normalize(
             "The batch was rejected whole; nothing was written:\n  - " + "\n  - ".join(shown) + more
         )
     return pl.DataFrame([out[name] for name in required])
+
+
+def _row_ts(value: Any) -> int | None:
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+        return int(aware.timestamp() * 1_000_000)
+    if isinstance(value, str):
+        try:
+            return _row_ts(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None
+
+
+def normalize_rows(
+    rows: Sequence[Mapping[str, Any]], fields: Mapping[str, str], ts_fields: tuple[str, ...]
+) -> pl.DataFrame:
+    """:func:`normalize` for a few rows given as dicts (the live path), without per-column
+    frame operations; same rules, same messages, same output.
+
+    Examples
+    --------
+    >>> normalize_rows([{"event_id": "a", "ts": "2026-01-01T00:00:00Z", "amount": 2}],
+    ...                {"amount": "float"}, ("ts",)).row(0)
+    ('a', 1767225600000000, 2.0)
+    """
+    required = ["event_id", *ts_fields, *fields]
+    kinds = {"event_id": "str", **dict.fromkeys(ts_fields, "ts"), **fields}
+    problems: list[str] = []
+    cols: dict[str, list[Any]] = {name: [] for name in required}
+    for i, row in enumerate(rows):
+        where = f"row {i} (event_id {row.get('event_id')!r})"
+        missing = [c for c in required if c not in row]
+        extra = [c for c in row if c not in kinds]
+        if missing or extra:
+            what = (
+                f"has no field(s) {', '.join(map(repr, missing))}"
+                if missing
+                else f"has unknown field(s) {', '.join(map(repr, extra))}"
+            )
+            problems.append(f"{where} {what}; allowed fields: {', '.join(required)}")
+            continue
+        for name in required:
+            value, kind = row[name], kinds[name]
+            if value is None:
+                problems.append(f"{where}: field '{name}' is missing (null)")
+            elif kind == "ts":
+                ts = _row_ts(value)
+                if ts is None:
+                    problems.append(
+                        f"{where}: field '{name}' must be an ISO-8601 time like "
+                        f"'2026-03-01T12:00:00Z'; got {value!r}"
+                    )
+                value = ts
+            elif kind == "str":
+                if isinstance(value, int) and not isinstance(value, bool):
+                    value = str(value)
+                if not isinstance(value, str) or (name == "event_id" and not value):
+                    problems.append(f"{where}: field '{name}' must be non-empty str; got {value!r}")
+            elif kind == "float":
+                if not isinstance(value, int | float):
+                    problems.append(f"{where}: field '{name}' must be float; got {value!r}")
+                elif not math.isfinite(value):
+                    problems.append(
+                        f"{where}: field '{name}' must be a finite number; got {value!r}"
+                    )
+                value = float(value) if isinstance(value, int | float) else value
+            elif kind == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+                problems.append(f"{where}: field '{name}' must be int; got {value!r}")
+            elif kind == "bool" and not isinstance(value, bool):
+                problems.append(f"{where}: field '{name}' must be bool; got {value!r}")
+            cols[name].append(value)
+    if problems:
+        shown = problems[:MAX_REPORTED]
+        more = (
+            f"\n  ... and {len(problems) - MAX_REPORTED} more"
+            if len(problems) > MAX_REPORTED
+            else ""
+        )
+        raise SchemaError(
+            "The batch was rejected whole; nothing was written:\n  - " + "\n  - ".join(shown) + more
+        )
+    schema = {
+        name: pl.Int64 if kinds[name] == "ts" else _PL_TYPES[kinds[name]] for name in required
+    }
+    return pl.DataFrame(cols, schema=schema)

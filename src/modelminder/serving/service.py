@@ -23,7 +23,7 @@ import polars as pl
 
 from modelminder.clock import Clock, WallClock
 from modelminder.errors import MinderError, SchemaError
-from modelminder.events.schema import normalize
+from modelminder.events.schema import normalize, normalize_rows
 from modelminder.features.runner import engine_from_log
 from modelminder.project import Project
 from modelminder.registry import Registry
@@ -117,16 +117,11 @@ class Service:
     def _new_events(self, events: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFrame, set[str]]:
         """Validate and append a batch; the normalized batch and the ids that were already in
         the log (whole batch rejected on any error, nothing written)."""
-        frame = pl.DataFrame([dict(e) for e in events], infer_schema_length=None)
-        batch = normalize(frame, self.log.schema.fields, ("ts",))
+        batch = normalize_rows(events, self.log.schema.fields, ("ts",))
         if batch.get_column("event_id").n_unique() != batch.height:
             raise SchemaError("The batch repeats an event_id; send each event once.")
-        known = set(
-            self.log.events_by_id(batch.get_column("event_id").to_list())
-            .get_column("event_id")
-            .to_list()
-        )
-        self.log.append_events(frame)
+        known = self.log.known_event_ids(batch.get_column("event_id").to_list())
+        self.log.append_normalized_events(batch)
         return batch, known
 
     def ingest(self, events: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -165,16 +160,20 @@ class Service:
                     continue
                 x = self.engine.process_vector(row).reshape(1, -1)
                 score = float(champion.model.predict(x)[0])
+                decision = self.policy.decide(score)
+                # Reasons where someone acts on the decision: contributions cost more than the
+                # prediction itself, and most events are approved.
+                reasons = _reasons(champion.model, x, names) if decision != "approve" else []
                 p = Prediction(
                     event_id=event_id,
                     served_at=self.clock.now_us(),
                     model_version=champion.version,
                     role="champion",
                     score=score,
-                    decision=self.policy.decide(score),
+                    decision=decision,
                     latency_us=int((time.perf_counter() - t0) * 1e6),
                     features=finite_or_none(x[0].tolist()),
-                    reasons=_reasons(champion.model, x, names),
+                    reasons=reasons,
                 )
                 served.append(p)
                 results.append(p.to_dict() | {"duplicate": False})
@@ -247,8 +246,9 @@ class Service:
 def _reasons(
     model: Ensemble, x: np.ndarray, names: list[str], top: int = 3
 ) -> list[dict[str, Any]]:
-    """The features that pushed the score most (LightGBM contributions, in log-odds)."""
-    boosters = [m for m in model.members if isinstance(m, LightGBMMember)]
+    """The features that pushed the score most: the contributions (log-odds) of the first
+    LightGBM member. One member, not all: contributions cost ~15x a prediction per member."""
+    boosters = [m for m in model.members if isinstance(m, LightGBMMember)][:1]
     if not boosters:
         return []
     contrib = np.mean(
