@@ -80,6 +80,19 @@ def _row_label(frame: pl.DataFrame, i: int) -> str:
     return f"row {i}"
 
 
+def _reject(problems: list[str]) -> None:
+    """Raise the batch's problems (the first few), if any: nothing is written."""
+    if not problems:
+        return
+    shown = problems[:MAX_REPORTED]
+    more = (
+        f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
+    )
+    raise SchemaError(
+        "The batch was rejected whole; nothing was written:\n  - " + "\n  - ".join(shown) + more
+    )
+
+
 def normalize(
     frame: pl.DataFrame, fields: Mapping[str, str], ts_fields: tuple[str, ...]
 ) -> pl.DataFrame:
@@ -144,16 +157,7 @@ def normalize(
                 problems.append(f"row {int(empty.arg_max() or 0)}: field 'event_id' is empty")
                 continue
         out[name] = cast
-    if problems:
-        shown = problems[:MAX_REPORTED]
-        more = (
-            f"\n  ... and {len(problems) - MAX_REPORTED} more"
-            if len(problems) > MAX_REPORTED
-            else ""
-        )
-        raise SchemaError(
-            "The batch was rejected whole; nothing was written:\n  - " + "\n  - ".join(shown) + more
-        )
+    _reject(problems)
     return pl.DataFrame([out[name] for name in required])
 
 
@@ -227,16 +231,7 @@ def normalize_rows(
             elif kind == "bool" and not isinstance(value, bool):
                 problems.append(f"{where}: field '{name}' must be bool; got {value!r}")
             cols[name].append(value)
-    if problems:
-        shown = problems[:MAX_REPORTED]
-        more = (
-            f"\n  ... and {len(problems) - MAX_REPORTED} more"
-            if len(problems) > MAX_REPORTED
-            else ""
-        )
-        raise SchemaError(
-            "The batch was rejected whole; nothing was written:\n  - " + "\n  - ".join(shown) + more
-        )
+    _reject(problems)
     schema = {
         name: pl.Int64 if kinds[name] == "ts" else _PL_TYPES[kinds[name]] for name in required
     }
