@@ -235,12 +235,12 @@ def dumps(value: Any) -> str:
 def check_skew(project: Project) -> tuple[Any, int]:
     """Compare the features served (the champion's prediction log) with a replay of the log,
     feature by feature. Returns the parity report and the number of served events checked."""
+    from modelminder.events.predictions import PredictionTopic
     from modelminder.features.runner import compare_tables
-    from modelminder.serving.store import ServingStore
 
     plan = project.plan()
-    with ServingStore.open(project.root) as store:
-        served = store.champion_predictions()
+    with project.open_log() as log:
+        served = PredictionTopic(log).served("champion")
     if not served:
         raise TrainingError("Nothing has been served yet: the prediction log is empty.")
     ids = [p.event_id for p in served]

@@ -9,7 +9,6 @@ import polars as pl
 from typer.testing import CliRunner
 
 from modelminder.cli import app
-from modelminder.serving.store import ServingStore
 
 from .conftest import live_project
 
@@ -41,12 +40,13 @@ def test_stream_then_no_skew_and_a_broken_feature_is_caught(tmp_path: Path) -> N
     assert "OK: no skew in 28 features" in r.output
 
     # Break one served feature value, as a buggy serving path would: caught, named.
-    with ServingStore.open(root) as store:
-        row = store._db.fetch("SELECT id, features FROM predictions ORDER BY id LIMIT 1")[0]
+    with project.open_log() as log:
+        db = log.database
+        row = db.fetch('SELECT "offset", features FROM predictions ORDER BY "offset" LIMIT 1')[0]
         features = json.loads(row[1])
         features[3] = (features[3] or 0) + 1  # card_count_1h
-        store._db.fetch(
-            "UPDATE predictions SET features = ? WHERE id = ?", [json.dumps(features), row[0]]
+        db.fetch(
+            'UPDATE predictions SET features = ? WHERE "offset" = ?', [json.dumps(features), row[0]]
         )
     r = runner.invoke(app, ["check-skew", "-p", str(root)])
     assert r.exit_code == 1

@@ -122,6 +122,15 @@ class EventLog:
         """Close the connection (idempotent)."""
         self._db.close()
 
+    @property
+    def database(self) -> Database:
+        """The log's connection, for topics kept by other modules of this package."""
+        return self._db
+
+    def transaction(self) -> Any:
+        """Group appends into one atomic commit: ``with log.transaction(): ...``."""
+        return self._db.tx()
+
     def __enter__(self) -> EventLog:
         return self
 

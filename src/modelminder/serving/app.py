@@ -194,7 +194,7 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         event_id: str, _: str = Depends(role("service", "reviewer"))
     ) -> dict[str, Any]:
         """What was served for an event (champion and shadow), with the features."""
-        found = service.store.get(event_id)
+        found = service.predictions.for_event(event_id)
         if not found:
             raise HTTPException(404, f"No prediction for event {event_id!r}.")
         return {

@@ -23,11 +23,12 @@ import polars as pl
 
 from modelminder.clock import Clock, WallClock
 from modelminder.errors import MinderError, SchemaError
+from modelminder.events.predictions import Prediction, PredictionTopic, finite_or_none
 from modelminder.events.schema import normalize, normalize_rows
 from modelminder.features.runner import engine_from_log
 from modelminder.project import Project
 from modelminder.registry import Registry
-from modelminder.serving.store import Prediction, ServingStore, finite_or_none
+from modelminder.serving.store import ServingStore
 from modelminder.training.ensemble import Ensemble, LightGBMMember
 
 
@@ -73,6 +74,7 @@ class Service:
         self.clock = clock or WallClock()
         self.plan = project.plan()
         self.log = project.open_log()
+        self.predictions = PredictionTopic(self.log)
         self.store = ServingStore.open(project.root)
         self._lock = threading.RLock()
         started = time.perf_counter()
@@ -143,7 +145,8 @@ class Service:
             )
         results: list[dict[str, Any]] = []
         served: list[Prediction] = []
-        with self._lock:
+        # One transaction: the events and their predictions commit together, once.
+        with self._lock, self.log.transaction():
             started = time.perf_counter()
             batch, known = self._new_events(events)
             names = self.plan.names
@@ -151,7 +154,9 @@ class Service:
                 t0 = time.perf_counter()
                 event_id = row["event_id"]
                 if event_id in known:
-                    previous = [p for p in self.store.get(event_id) if p.role == "champion"]
+                    previous = [
+                        p for p in self.predictions.for_event(event_id) if p.role == "champion"
+                    ]
                     results.append(
                         previous[0].to_dict() | {"duplicate": True}
                         if previous
@@ -177,7 +182,7 @@ class Service:
                 )
                 served.append(p)
                 results.append(p.to_dict() | {"duplicate": False})
-            self.store.append(served)
+            self.predictions.append(served)
             if self.shadow is not None and served:
                 self._shadow_queue.put((served, self.shadow))
             self.last_batch_seconds = time.perf_counter() - started
@@ -192,7 +197,7 @@ class Service:
             served, shadow = item
             X = np.array([[math.nan if v is None else v for v in p.features] for p in served])
             scores = shadow.model.predict(X)
-            self.store.append(
+            self.predictions.append(
                 [
                     Prediction(
                         p.event_id,

@@ -1,57 +1,19 @@
-"""What serving records: the prediction log and the API tokens (``<project>/serving.db``).
-
-Every prediction is traceable: event id, model version and role (champion or shadow), the
-features as served, score, decision, reasons and latency. Tokens are stored as SHA-256
-hashes; the token itself is shown once, when created.
+"""The API tokens (``<project>/serving.db``), stored as SHA-256 hashes; a token itself is
+shown once, when created. Predictions are a topic of the log
+(:mod:`modelminder.events.predictions`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from modelminder.errors import MinderError
 from modelminder.store.sqlite import Database
 
 ROLES = ("service", "reviewer", "admin")
 DB_NAME = "serving.db"
-
-
-@dataclass(frozen=True)
-class Prediction:
-    event_id: str
-    served_at: int
-    model_version: str
-    role: str  # "champion" or "shadow"
-    score: float
-    decision: str
-    latency_us: int
-    features: list[float | None]
-    reasons: list[dict[str, Any]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "served_at": self.served_at,
-            "model_version": self.model_version,
-            "role": self.role,
-            "score": self.score,
-            "decision": self.decision,
-            "latency_us": self.latency_us,
-            "features": self.features,
-            "reasons": self.reasons,
-        }
-
-
-def finite_or_none(values: Sequence[float]) -> list[float | None]:
-    """JSON has no NaN: missing feature values are null."""
-    return [None if not math.isfinite(v) else float(v) for v in values]
 
 
 class ServingStore:
@@ -96,57 +58,6 @@ class ServingStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- predictions ----------------------------------------------------------------------
-    def append(self, predictions: Sequence[Prediction]) -> None:
-        if not predictions:
-            return
-        with self._db.tx():
-            for p in predictions:
-                self._db.fetch(
-                    "INSERT INTO predictions (event_id, served_at, model_version, role, score, "
-                    "decision, latency_us, features, reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        p.event_id,
-                        p.served_at,
-                        p.model_version,
-                        p.role,
-                        p.score,
-                        p.decision,
-                        p.latency_us,
-                        json.dumps(p.features),
-                        json.dumps(p.reasons),
-                    ],
-                )
-
-    def get(self, event_id: str) -> list[Prediction]:
-        rows = self._db.fetch(
-            "SELECT event_id, served_at, model_version, role, score, decision, latency_us, "
-            "features, reasons FROM predictions WHERE event_id = ? ORDER BY id",
-            [event_id],
-        )
-        return [
-            Prediction(
-                r[0],
-                int(r[1]),
-                r[2],
-                r[3],
-                float(r[4]),
-                r[5],
-                int(r[6]),
-                json.loads(r[7]),
-                json.loads(r[8]),
-            )
-            for r in rows
-        ]
-
-    def champion_predictions(self) -> list[Prediction]:
-        """Every prediction served as the decision (for skew checks), in serving order."""
-        ids = [r[0] for r in self._db.fetch("SELECT DISTINCT event_id FROM predictions")]
-        out: list[Prediction] = []
-        for event_id in ids:
-            out += [p for p in self.get(event_id) if p.role == "champion"]
-        return sorted(out, key=lambda p: p.served_at)
 
     # -- tokens ---------------------------------------------------------------------------
     def create_token(self, role: str) -> str:

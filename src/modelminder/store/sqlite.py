@@ -33,6 +33,7 @@ class Database:
     def __init__(self, path: Path, *, pragmas: Sequence[str]) -> None:
         self.path = path
         self.lock = threading.RLock()
+        self._depth = 0  # nesting of tx(): only the outermost begins and commits
         self._conn: Any = adbc.connect(str(path), autocommit=True)
         try:
             for pragma in pragmas:
@@ -77,14 +78,25 @@ class Database:
     @contextmanager
     def tx(self) -> Iterator[None]:
         """One write transaction. BEGIN IMMEDIATE takes the write lock up front, so
-        read-then-write steps cannot race another process."""
+        read-then-write steps cannot race another process. Nested calls join the outer
+        transaction (one commit for several appends)."""
         with self.lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
             self.fetch("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield
             except BaseException:
+                self._depth = 0
                 self.fetch("ROLLBACK")
                 raise
+            self._depth = 0
             self.fetch("COMMIT")
 
     def close(self) -> None:
