@@ -34,6 +34,7 @@ class Database:
         self.path = path
         self.lock = threading.RLock()
         self._depth = 0  # nesting of tx(): only the outermost begins and commits
+        self._cur: Any = None
         self._conn: Any = adbc.connect(str(path), autocommit=True)
         try:
             for pragma in pragmas:
@@ -55,15 +56,14 @@ class Database:
     def fetch(self, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
         """Run one statement; its rows (empty for statements without a result set)."""
         with self.lock:
-            cur = self.cursor()
+            if self._cur is None:  # one reused cursor: creating one per statement doubles the cost
+                self._cur = self.cursor()
+            cur = self._cur
+            cur.execute(sql, parameters=list(params) if params else None)
             try:
-                cur.execute(sql, parameters=list(params) if params else None)
-                try:
-                    return list(cur.fetchall())
-                except Exception:  # statements without a result set
-                    return []
-            finally:
-                cur.close()
+                return list(cur.fetchall())
+            except Exception:  # statements without a result set
+                return []
 
     def arrow(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         """Run a query; its result as a pyarrow Table."""
@@ -101,6 +101,9 @@ class Database:
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
+        if self._cur is not None:
+            self._cur.close()
+            self._cur = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
