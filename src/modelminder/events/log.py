@@ -195,6 +195,23 @@ class EventLog:
         )
         return self._insert("events", batch, sql, progress)
 
+    def append_event_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[int | None]:
+        """Append a few events already validated by :func:`validate_rows` (the live path),
+        one statement each; the offset given to each, or None if its id was already logged.
+        Atomic with the caller's transaction, if any."""
+        names = ["event_id", "ts", *self.schema.fields]
+        sql = (
+            f"INSERT INTO events ({', '.join(_ident(n) for n in names)}) "
+            f"VALUES ({', '.join('?' for _ in names)}) ON CONFLICT(event_id) DO NOTHING "
+            'RETURNING "offset"'
+        )
+        offsets: list[int | None] = []
+        with self._tx():
+            for row in rows:
+                got = self._fetch(sql, [row[n] for n in names])
+                offsets.append(int(got[0][0]) if got else None)
+        return offsets
+
     def append_labels(
         self,
         frame: pl.DataFrame,
@@ -394,17 +411,6 @@ class EventLog:
         """Number of records in ``topic``."""
         _check_topic(topic)
         return int(self._fetch(f"SELECT COUNT(*) FROM {topic}")[0][0])
-
-    def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
-        """Which of ``event_ids`` are already in the log."""
-        ids = [str(i) for i in event_ids]
-        found: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            rows = self._fetch(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
-            found.update(str(r[0]) for r in rows)
-        return found
 
     def events_by_id(self, event_ids: Sequence[str]) -> pl.DataFrame:
         """The logged events among ``event_ids`` (any order; unknown ids are absent)."""

@@ -138,6 +138,8 @@ def normalize(
                 continue
         cast = s.cast(target, strict=False)
         bad = cast.is_null() & s.is_not_null()
+        if kind == "int" and s.dtype.is_float():  # 1.5 must not become 1 silently
+            bad = bad | (cast.cast(pl.Float64) != s).fill_null(False)
         if bad.any():
             i = int(bad.arg_max() or 0)
             problems.append(f"{_row_label(frame, i)}: field '{name}' must be {kind}; got {s[i]!r}")
@@ -173,22 +175,23 @@ def _row_ts(value: Any) -> int | None:
     return None
 
 
-def normalize_rows(
+def validate_rows(
     rows: Sequence[Mapping[str, Any]], fields: Mapping[str, str], ts_fields: tuple[str, ...]
-) -> pl.DataFrame:
-    """:func:`normalize` for a few rows given as dicts (the live path), without per-column
-    frame operations; same rules, same messages, same output.
+) -> list[dict[str, Any]]:
+    """:func:`normalize` for a few rows given as dicts (the live path), without frame
+    operations: same rules and messages; the rows normalized (times as UTC microseconds),
+    as dicts with the required keys in order.
 
     Examples
     --------
-    >>> normalize_rows([{"event_id": "a", "ts": "2026-01-01T00:00:00Z", "amount": 2}],
-    ...                {"amount": "float"}, ("ts",)).row(0)
-    ('a', 1767225600000000, 2.0)
+    >>> validate_rows([{"event_id": "a", "ts": "2026-01-01T00:00:00Z", "amount": 2}],
+    ...               {"amount": "float"}, ("ts",))
+    [{'event_id': 'a', 'ts': 1767225600000000, 'amount': 2.0}]
     """
     required = ["event_id", *ts_fields, *fields]
     kinds = {"event_id": "str", **dict.fromkeys(ts_fields, "ts"), **fields}
     problems: list[str] = []
-    cols: dict[str, list[Any]] = {name: [] for name in required}
+    out: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
         where = f"row {i} (event_id {row.get('event_id')!r})"
         missing = [c for c in required if c not in row]
@@ -201,6 +204,7 @@ def normalize_rows(
             )
             problems.append(f"{where} {what}; allowed fields: {', '.join(required)}")
             continue
+        clean: dict[str, Any] = {}
         for name in required:
             value, kind = row[name], kinds[name]
             if value is None:
@@ -230,9 +234,7 @@ def normalize_rows(
                 problems.append(f"{where}: field '{name}' must be int; got {value!r}")
             elif kind == "bool" and not isinstance(value, bool):
                 problems.append(f"{where}: field '{name}' must be bool; got {value!r}")
-            cols[name].append(value)
+            clean[name] = value
+        out.append(clean)
     _reject(problems)
-    schema = {
-        name: pl.Int64 if kinds[name] == "ts" else _PL_TYPES[kinds[name]] for name in required
-    }
-    return pl.DataFrame(cols, schema=schema)
+    return out

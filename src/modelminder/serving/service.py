@@ -24,7 +24,7 @@ import polars as pl
 from modelminder.clock import Clock, WallClock
 from modelminder.errors import MinderError, SchemaError
 from modelminder.events.predictions import Prediction, PredictionTopic, finite_or_none
-from modelminder.events.schema import normalize, normalize_rows
+from modelminder.events.schema import normalize, validate_rows
 from modelminder.features.runner import engine_from_log
 from modelminder.project import Project
 from modelminder.registry import Registry
@@ -116,24 +116,27 @@ class Service:
         return self.champion is not None
 
     # -- events ---------------------------------------------------------------------------
-    def _new_events(self, events: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFrame, set[str]]:
-        """Validate and append a batch; the normalized batch and the ids that were already in
+    def _new_events(
+        self, events: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[dict[str, Any]], set[str]]:
+        """Validate and append a batch; the normalized rows and the ids that were already in
         the log (whole batch rejected on any error, nothing written)."""
-        batch = normalize_rows(events, self.log.schema.fields, ("ts",))
-        if batch.get_column("event_id").n_unique() != batch.height:
+        rows = validate_rows(events, self.log.schema.fields, ("ts",))
+        ids = [r["event_id"] for r in rows]
+        if len(set(ids)) != len(ids):
             raise SchemaError("The batch repeats an event_id; send each event once.")
-        known = self.log.known_event_ids(batch.get_column("event_id").to_list())
-        self.log.append_normalized_events(batch)
-        return batch, known
+        with self.log.transaction():
+            offsets = self.log.append_event_rows(rows)
+        return rows, {i for i, o in zip(ids, offsets, strict=True) if o is None}
 
     def ingest(self, events: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         """Append events without scoring; new ones are folded into the live state."""
         with self._lock:
-            batch, known = self._new_events(events)
-            fresh = [r for r in batch.iter_rows(named=True) if r["event_id"] not in known]
+            rows, known = self._new_events(events)
+            fresh = [r for r in rows if r["event_id"] not in known]
             for row in fresh:
                 self.engine.process(row)
-        return {"received": batch.height, "appended": len(fresh), "duplicates": len(known)}
+        return {"received": len(rows), "appended": len(fresh), "duplicates": len(known)}
 
     def predict(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Score a batch of events (in order) with the champion; see the module docstring."""
@@ -148,9 +151,9 @@ class Service:
         # One transaction: the events and their predictions commit together, once.
         with self._lock, self.log.transaction():
             started = time.perf_counter()
-            batch, known = self._new_events(events)
+            rows, known = self._new_events(events)
             names = self.plan.names
-            for row in batch.iter_rows(named=True):
+            for row in rows:
                 t0 = time.perf_counter()
                 event_id = row["event_id"]
                 if event_id in known:
