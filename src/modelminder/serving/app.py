@@ -12,7 +12,7 @@ time, and the request models are built per app.)
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, cast
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -111,21 +111,7 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         "minder_predictions_total", "Predictions by model version", ["version"], registry=metrics
     )
 
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        size = int(request.headers.get("content-length") or 0)
-        if size > MAX_BODY_BYTES:
-            return _error(413, "PayloadTooLarge", f"The body is {size} bytes; at most "
-                          f"{MAX_BODY_BYTES} are accepted. Send smaller batches.")  # fmt: skip
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        requests.labels(path, str(response.status_code)).inc()
-        latency.labels(path).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(_Measure, requests=requests, latency=latency)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -177,7 +163,8 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
                 scores.observe(r["score"])
                 decisions.labels(r["decision"]).inc()
                 served_by.labels(r["model_version"]).inc()
-        return {"predictions": results}
+        # Plain JSON data: skip FastAPI's generic encoder walk over every feature value.
+        return JSONResponse({"predictions": results})  # type: ignore[return-value]
 
     @app.post("/v1/events", tags=["ingest"])
     async def events(body: Batch, _: str = Depends(role("service"))) -> dict[str, int]:
@@ -257,6 +244,46 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class _Measure:
+    """Pure ASGI middleware: request counts and latency by route and status, and the body size
+    limit (cheaper than Starlette's BaseHTTPMiddleware on every request)."""
+
+    def __init__(self, app: Any, requests: Counter, latency: Histogram) -> None:
+        self.app = app
+        self.requests = requests
+        self.latency = latency
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        size = int(headers.get(b"content-length", b"0") or 0)
+        if size > MAX_BODY_BYTES:
+            response = _error(
+                413, "PayloadTooLarge",
+                f"The body is {size} bytes; at most {MAX_BODY_BYTES} are accepted. Send "
+                "smaller batches.",
+            )  # fmt: skip
+            await response(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.requests.labels(path, str(status[0])).inc()
+            self.latency.labels(path).observe(time.perf_counter() - started)
 
 
 def _dumps(items: list[Any]) -> list[dict[str, Any]]:
