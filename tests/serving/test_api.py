@@ -213,3 +213,13 @@ def test_ops_endpoints(client: TestClient) -> None:
         "/v1/models/{version}/promote", "/v1/models/rollback", "/healthz", "/readyz", "/metrics",
     ):  # fmt: skip
         assert path in spec["paths"]
+
+
+def test_openapi_documents_errors_and_auth(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    predict = spec["paths"]["/v1/predict"]["post"]
+    assert {"401", "403", "413", "422", "503"} <= set(predict["responses"])
+    ref = predict["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref.endswith("/ErrorBody")
+    assert predict["security"] == [{"HTTPBearer": []}]

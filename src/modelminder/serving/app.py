@@ -13,11 +13,12 @@ time, and the request models are built per app.)
 import math
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -34,6 +35,32 @@ from modelminder.workflows import actor
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 2_000_000
 _TYPES: dict[str, Any] = {"str": str, "float": float, "int": int, "bool": bool}
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="NoChampion, SchemaError, ValidationError, Unauthorized, ...")
+    message: str = Field(description="What is wrong and how to fix it")
+    fields: list[str] | None = Field(default=None, description="One entry per bad field")
+
+
+class ErrorBody(BaseModel):
+    """Every error has this shape."""
+
+    error: ErrorDetail
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        400: "Bad request",
+        401: "Missing or unknown bearer token",
+        403: "The token's role may not do this",
+        404: "Not found",
+        409: "Refused by the registry (e.g. a rejected model as champion)",
+        413: "Body too large",
+        422: "Invalid input: the field is named; nothing was written",
+        503: "No champion model yet",
+    }
+    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
 
 
 class LabelIn(BaseModel):
@@ -128,8 +155,12 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
             return _error(409, "RegistryError", str(exc))
         return _error(400, type(exc).__name__, str(exc))
 
-    def role(*allowed: str) -> Callable[[Request], str]:
-        def check(request: Request) -> str:
+    bearer = HTTPBearer(auto_error=False, description="A token from `minder tokens create`.")
+
+    def role(*allowed: str) -> Callable[..., str]:
+        def check(
+            request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+        ) -> str:
             header = request.headers.get("authorization", "")
             if not header.startswith("Bearer "):
                 if open_access:
@@ -152,7 +183,7 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return _error(exc.status_code, kind or "HTTPError", str(exc.detail), headers=headers)
 
-    @app.post("/v1/predict", tags=["scoring"])
+    @app.post("/v1/predict", tags=["scoring"], responses=_responses(401, 403, 413, 422, 503))
     async def predict(body: Batch, _: str = Depends(role("service"))) -> dict[str, Any]:
         """Score events (in order) with the champion: score, decision, model version and the
         top reasons. Events are appended to the log first; a retried event_id is not scored
@@ -166,17 +197,17 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         # Plain JSON data: skip FastAPI's generic encoder walk over every feature value.
         return JSONResponse({"predictions": results})  # type: ignore[return-value]
 
-    @app.post("/v1/events", tags=["ingest"])
+    @app.post("/v1/events", tags=["ingest"], responses=_responses(401, 403, 413, 422))
     async def events(body: Batch, _: str = Depends(role("service"))) -> dict[str, int]:
         """Append events without scoring (they still update the live feature state)."""
         return service.ingest(_dumps(body.events))
 
-    @app.post("/v1/labels", tags=["ingest"])
+    @app.post("/v1/labels", tags=["ingest"], responses=_responses(401, 403, 413, 422))
     async def labels(body: Labels, _: str = Depends(role("service"))) -> dict[str, int]:
         """Ground truth arriving live: known from the later of label_ts and now."""
         return service.add_labels([x.model_dump() for x in body.labels])
 
-    @app.get("/v1/predictions/{event_id}", tags=["scoring"])
+    @app.get("/v1/predictions/{event_id}", tags=["scoring"], responses=_responses(401, 403, 404))
     async def prediction(
         event_id: str, _: str = Depends(role("service", "reviewer"))
     ) -> dict[str, Any]:
@@ -190,7 +221,7 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
             "predictions": [p.to_dict() for p in found],
         }
 
-    @app.get("/v1/models", tags=["models"])
+    @app.get("/v1/models", tags=["models"], responses=_responses(401, 403))
     async def models(_: str = Depends(role("service", "reviewer"))) -> dict[str, Any]:
         """Registered versions, their status and the aliases."""
         from modelminder.registry import Registry
@@ -204,7 +235,7 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
                 ],
             }
 
-    @app.post("/v1/models/{version}/promote", tags=["models"])
+    @app.post("/v1/models/{version}/promote", tags=["models"], responses=_responses(401, 403, 409))
     async def promote(
         version: str, alias: str = "champion", _: str = Depends(role("admin"))
     ) -> dict[str, str]:
@@ -216,7 +247,7 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         service.reload_models()
         return {alias: version}
 
-    @app.post("/v1/models/rollback", tags=["models"])
+    @app.post("/v1/models/rollback", tags=["models"], responses=_responses(401, 403, 409))
     async def rollback(_: str = Depends(role("admin"))) -> dict[str, str]:
         """Move champion back to the previous champion (audited)."""
         from modelminder.registry import Registry
