@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create/refresh the virtual environment with everything needed.
 
-demo: $(STAMP) ## Simulate a world, ingest, replay features, verify parity, train under the guard.
+demo: $(STAMP) ## Simulate a world, replay features, train under the guard, stream it live, check skew.
 	$(BIN)/minder demo --dir demo-run
 
 test: $(STAMP) ## Run the whole test suite (unit, property, CLI, doctests).

@@ -208,8 +208,8 @@ def demo(
     ] = "steady",
     trials: Annotated[int, typer.Option(help="Search trials for the training step.")] = 0,
 ) -> None:
-    """Simulate, ingest, replay, verify parity, train under the guard and promote a champion
-    on the embedded default (what make demo runs).
+    """Simulate, ingest, replay, verify parity, train under the guard, promote a champion,
+    stream the latest events live and check skew, on the embedded default (make demo).
 
     Example: minder demo --days 30 --cards 2000
     """

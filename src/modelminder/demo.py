@@ -14,9 +14,10 @@ from rich.table import Table
 from modelminder.features.runner import compare_tables, replay_log, replay_log_online
 from modelminder.project import init_project, load_project
 from modelminder.registry import Registry
+from modelminder.serving.stream import play
 from modelminder.sim.world import WorldConfig, simulate
 from modelminder.training.train import TrainConfig
-from modelminder.workflows import train_and_register
+from modelminder.workflows import check_skew, train_and_register
 
 
 def run_demo(
@@ -28,6 +29,7 @@ def run_demo(
     console: Console,
     schedule: str = "steady",
     trials: int = 0,
+    live_events: int = 5_000,
 ) -> None:
     """Run the demo story in ``workdir`` (recreated) and print what happened."""
     if workdir.exists():
@@ -50,13 +52,19 @@ def run_demo(
         + ", ".join(f"{r['scenario']}={r['len']}" for r in scen.iter_rows(named=True))
     )
 
+    # History: all but the last `live_events` events, with the labels known by then. The rest
+    # arrives later, live (step 6).
+    cut = world.events.height - min(live_events, world.events.height // 10)
+    history = world.events.head(cut)
+    seen_until = history.get_column("ts").max()
     log = project.open_log()
     t0 = time.perf_counter()
-    ev = log.append_events(world.events)
+    ev = log.append_events(history)
     secs = time.perf_counter() - t0
-    lab = log.append_labels(world.labels)
+    lab = log.append_labels(world.labels.filter(pl.col("label_ts") <= seen_until))
     console.print(
-        f"2. Ingested into the embedded log: {ev.summary()} ({ev.inserted / secs:,.0f}/s)"
+        f"2. Ingested the history into the embedded log: {ev.summary()} "
+        f"({ev.inserted / secs:,.0f}/s)"
     )
     console.print(f"   {lab.summary()}")
     again = log.append_events(world.events.head(1000))
@@ -129,4 +137,21 @@ def run_demo(
         console.print(f"   registered {record.version} and promoted it to champion (audited).")
     else:
         console.print(f"   registered {record.version} as rejected; no champion.")
-    console.print(f"Outputs in {workdir}/ (minder.db, features.parquet, models/).")
+        console.print(f"Outputs in {workdir}/ (minder.db, features.parquet, models/).")
+        return
+
+    live = world.events.slice(cut)
+    later = world.labels.filter(pl.col("label_ts") > seen_until)
+    t0 = time.perf_counter()
+    streamed = play(project, live, later)
+    console.print(
+        f"6. Live: streamed the next {live.height:,} events and {later.height:,} labels through "
+        f"the serving path in {time.perf_counter() - t0:.0f}s: {streamed.summary()}."
+    )
+    report, n = check_skew(project)
+    verdict = "no skew" if report.ok else f"SKEW {report.mismatches}"
+    console.print(
+        f"7. Skew check: replayed the log and compared all {len(report.mismatches)} features of "
+        f"the {n:,} served events with what was served: {verdict}."
+    )
+    console.print(f"Outputs in {workdir}/ (minder.db, features.parquet, models/, serving.db).")
