@@ -212,6 +212,28 @@ class EventLog:
                 offsets.append(int(got[0][0]) if got else None)
         return offsets
 
+    def append_label_rows(
+        self, rows: Sequence[Mapping[str, Any]], *, received_at_us: int
+    ) -> list[int | None]:
+        """Append a few labels arriving live (already normalized: ``label_ts`` in UTC
+        microseconds), known from ``max(label_ts, received_at_us)``; the offset given to each,
+        or None for a label already logged (same event and source)."""
+        sql = (
+            "INSERT INTO labels (event_id, is_fraud, label_ts, known_at, source) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(event_id, source) DO NOTHING "
+            'RETURNING "offset"'
+        )
+        offsets: list[int | None] = []
+        with self._tx():
+            for r in rows:
+                known = max(int(r["label_ts"]), int(received_at_us))
+                got = self._fetch(
+                    sql,
+                    [r["event_id"], float(r["is_fraud"]), int(r["label_ts"]), known, r["source"]],
+                )
+                offsets.append(int(got[0][0]) if got else None)
+        return offsets
+
     def append_labels(
         self,
         frame: pl.DataFrame,

@@ -163,10 +163,14 @@ def normalize(
     return pl.DataFrame([out[name] for name in required])
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _row_ts(value: Any) -> int | None:
     if isinstance(value, dt.datetime):
         aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-        return int(aware.timestamp() * 1_000_000)
+        # Exact integer arithmetic: timestamp() is a float and loses microseconds.
+        return (aware - _EPOCH) // dt.timedelta(microseconds=1)
     if isinstance(value, str):
         try:
             return _row_ts(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
@@ -225,13 +229,21 @@ def validate_rows(
             elif kind == "float":
                 if not isinstance(value, int | float):
                     problems.append(f"{where}: field '{name}' must be float; got {value!r}")
+                elif isinstance(value, int) and not -(2**53) <= value <= 2**53:
+                    problems.append(
+                        f"{where}: field '{name}' is too large for a float; got {value!r}"
+                    )
                 elif not math.isfinite(value):
                     problems.append(
                         f"{where}: field '{name}' must be a finite number; got {value!r}"
                     )
                 value = float(value) if isinstance(value, int | float) else value
-            elif kind == "int" and (not isinstance(value, int) or isinstance(value, bool)):
-                problems.append(f"{where}: field '{name}' must be int; got {value!r}")
+            elif kind == "int" and (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not -(2**63) <= value < 2**63
+            ):
+                problems.append(f"{where}: field '{name}' must be a 64-bit int; got {value!r}")
             elif kind == "bool" and not isinstance(value, bool):
                 problems.append(f"{where}: field '{name}' must be bool; got {value!r}")
             clean[name] = value

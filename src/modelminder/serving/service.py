@@ -10,11 +10,13 @@ prediction recorded the first time.
 
 from __future__ import annotations
 
+import logging
 import math
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,9 +79,8 @@ class Service:
         self.predictions = PredictionTopic(self.log)
         self.store = ServingStore.open(project.root)
         self._lock = threading.RLock()
-        started = time.perf_counter()
-        self.engine = engine_from_log(self.log, self.plan)
-        self.rebuild_seconds = time.perf_counter() - started
+        self.shadow_errors = 0
+        self._rebuild()
         self.champion: Loaded | None = None
         self.shadow: Loaded | None = None
         self.reload_models()
@@ -129,13 +130,50 @@ class Service:
             offsets = self.log.append_event_rows(rows)
         return rows, {i for i, o in zip(ids, offsets, strict=True) if o is None}
 
+    def _fold(self, row: dict[str, Any]) -> Any:
+        """Fold one new event into the live state (after any label that arrived before it,
+        as replay does); its features as a vector."""
+        for value, known_at in self._waiting.pop(row["event_id"], []):
+            self.engine.add_label(row, value, known_at)
+        return self.engine.process_vector(row)
+
+    @contextmanager
+    def _consistent(self) -> Iterator[None]:
+        """One transaction whose failure also undoes what it did to the live state: the state
+        is rebuilt from the log, which the rollback left as the truth."""
+        with self._lock:
+            try:
+                with self.log.transaction():
+                    yield
+            except BaseException:
+                self._rebuild()
+                raise
+
+    def _rebuild(self) -> None:
+        started = time.perf_counter()
+        self.engine = engine_from_log(self.log, self.plan)
+        self._waiting = self._labels_waiting()
+        self.rebuild_seconds = time.perf_counter() - started
+
+    def _labels_waiting(self) -> dict[str, list[tuple[float, int]]]:
+        """Logged labels whose event is not in the log yet (folded when the event arrives)."""
+        value = self.plan.feature_set.label_value
+        rows = self.log.database.fetch(
+            f"SELECT l.event_id, l.{value}, l.known_at FROM labels l "
+            "LEFT JOIN events e ON e.event_id = l.event_id WHERE e.event_id IS NULL"
+        )
+        waiting: dict[str, list[tuple[float, int]]] = {}
+        for event_id, v, known_at in rows:
+            waiting.setdefault(str(event_id), []).append((float(v), int(known_at)))
+        return waiting
+
     def ingest(self, events: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         """Append events without scoring; new ones are folded into the live state."""
-        with self._lock:
+        with self._consistent():
             rows, known = self._new_events(events)
             fresh = [r for r in rows if r["event_id"] not in known]
             for row in fresh:
-                self.engine.process(row)
+                self._fold(row)
         return {"received": len(rows), "appended": len(fresh), "duplicates": len(known)}
 
     def predict(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -149,7 +187,7 @@ class Service:
         results: list[dict[str, Any]] = []
         served: list[Prediction] = []
         # One transaction: the events and their predictions commit together, once.
-        with self._lock, self.log.transaction():
+        with self._consistent():
             started = time.perf_counter()
             rows, known = self._new_events(events)
             names = self.plan.names
@@ -166,7 +204,7 @@ class Service:
                         else {"event_id": event_id, "duplicate": True, "score": None}
                     )
                     continue
-                x = self.engine.process_vector(row).reshape(1, -1)
+                x = self._fold(row).reshape(1, -1)
                 score = float(champion.model.predict(x)[0])
                 decision = self.policy.decide(score)
                 # Reasons where someone acts on the decision: contributions cost more than the
@@ -186,67 +224,84 @@ class Service:
                 served.append(p)
                 results.append(p.to_dict() | {"duplicate": False})
             self.predictions.append(served)
-            if self.shadow is not None and served:
-                self._shadow_queue.put((served, self.shadow))
             self.last_batch_seconds = time.perf_counter() - started
+        if self.shadow is not None and served:  # only once the events are committed
+            self._shadow_queue.put((served, self.shadow))
         return results
 
     def _shadow_worker(self) -> None:
-        """Score served features with the shadow, off the request path; record, never decide."""
+        """Score served features with the shadow, off the request path; record, never decide.
+        A failure is reported and skipped: it never stops the worker or the live path."""
         while True:
             item = self._shadow_queue.get()
-            if item is None:
-                return
-            served, shadow = item
-            X = np.array([[math.nan if v is None else v for v in p.features] for p in served])
-            scores = shadow.model.predict(X)
-            self.predictions.append(
-                [
-                    Prediction(
-                        p.event_id,
-                        self.clock.now_us(),
-                        shadow.version,
-                        "shadow",
-                        float(s),
-                        self.policy.decide(float(s)),
-                        0,
-                        p.features,
-                        [],
-                    )
-                    for p, s in zip(served, scores, strict=True)
-                ]
-            )
-            self._shadow_queue.task_done()
+            try:
+                if item is None:
+                    return
+                served, shadow = item
+                X = np.array([[math.nan if v is None else v for v in p.features] for p in served])
+                scores = shadow.model.predict(X)
+                self.predictions.append(
+                    [
+                        Prediction(
+                            p.event_id,
+                            self.clock.now_us(),
+                            shadow.version,
+                            "shadow",
+                            float(s),
+                            self.policy.decide(float(s)),
+                            0,
+                            p.features,
+                            [],
+                        )
+                        for p, s in zip(served, scores, strict=True)
+                    ]
+                )
+            except Exception as exc:  # a broken shadow must not take serving down
+                self.shadow_errors += 1
+                logging.getLogger(__name__).warning("shadow scoring failed: %s", exc)
+            finally:
+                self._shadow_queue.task_done()
 
     def flush_shadow(self) -> None:
-        """Wait until every queued shadow score is recorded."""
+        """Wait until every queued shadow score is recorded (or has failed)."""
         self._shadow_queue.join()
 
     # -- labels ---------------------------------------------------------------------------
     def add_labels(self, labels: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-        """Append labels arriving live (known from the later of label_ts and now) and fold
-        those of logged events into the label-aware state."""
+        """Append labels arriving live (known from the later of label_ts and now) and fold the
+        new ones into the label-aware state; a label whose event has not arrived yet waits for
+        it. A re-sent label (same event and source) changes nothing."""
         now = self.clock.now_us()
         frame = pl.DataFrame([dict(x) for x in labels], infer_schema_length=None)
-        with self._lock:
-            result = self.log.append_labels(frame, received_at_us=now)
-            batch = normalize(frame, {"is_fraud": "float", "source": "str"}, ("label_ts",))
+        batch = normalize(frame, {"is_fraud": "float", "source": "str"}, ("label_ts",))
+        bad = batch.filter(~pl.col("is_fraud").is_in([0.0, 1.0]))
+        if bad.height:
+            raise SchemaError(
+                f"Label of event {bad.get_column('event_id')[0]!r}: field 'is_fraud' must be 0 "
+                f"or 1; got {bad.get_column('is_fraud')[0]!r}. Nothing was written."
+            )
+        rows = list(batch.iter_rows(named=True))
+        with self._consistent():
+            inserted = self.log.append_label_rows(rows, received_at_us=now)
+            fresh = [r for r, ok in zip(rows, inserted, strict=True) if ok is not None]
             events = {
                 r["event_id"]: r
-                for r in self.log.events_by_id(batch.get_column("event_id").to_list()).iter_rows(
-                    named=True
-                )
+                for r in self.log.events_by_id([r["event_id"] for r in fresh]).iter_rows(named=True)
             }
-            for lab in batch.iter_rows(named=True):
+            for lab in fresh:
+                known_at = max(int(lab["label_ts"]), now)
                 event = events.get(lab["event_id"])
-                if event is not None:
-                    known_at = max(int(lab["label_ts"]), now)
+                if event is None:
+                    self._waiting.setdefault(lab["event_id"], []).append(
+                        (float(lab["is_fraud"]), known_at)
+                    )
+                else:
                     self.engine.add_label(event, float(lab["is_fraud"]), known_at)
-        return {"received": frame.height, "appended": result.inserted}
+        return {"received": len(rows), "appended": len(fresh)}
 
     def close(self) -> None:
         self._shadow_queue.put(None)
-        self._shadow_thread.join(timeout=5)
+        self._shadow_thread.join()
         self.log.close()
         self.store.close()
 

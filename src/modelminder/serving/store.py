@@ -33,13 +33,6 @@ class ServingStore:
         )
         with self._db.tx():
             self._db.fetch(
-                "CREATE TABLE IF NOT EXISTS predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "event_id TEXT NOT NULL, served_at INTEGER NOT NULL, model_version TEXT NOT NULL, "
-                "role TEXT NOT NULL, score REAL NOT NULL, decision TEXT NOT NULL, "
-                "latency_us INTEGER NOT NULL, features TEXT NOT NULL, reasons TEXT NOT NULL)"
-            )
-            self._db.fetch("CREATE INDEX IF NOT EXISTS predictions_event ON predictions(event_id)")
-            self._db.fetch(
                 "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, role TEXT NOT NULL, "
                 "created_at INTEGER NOT NULL DEFAULT (CAST(strftime('%s','now') AS INTEGER)))"
             )

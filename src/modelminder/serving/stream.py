@@ -40,13 +40,17 @@ class StreamStats:
         )
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
 def _us(value: Any) -> int:
     if isinstance(value, dt.datetime):
-        return int(value.replace(tzinfo=value.tzinfo or dt.UTC).timestamp() * 1_000_000)
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+        return (aware - _EPOCH) // dt.timedelta(microseconds=1)  # exact, unlike timestamp()
     if isinstance(value, str):
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         return _us(parsed)

@@ -6,6 +6,7 @@ module on one file in one process broke WAL visibility. Statements take bound pa
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -92,18 +93,21 @@ class Database:
             self._depth = 1
             try:
                 yield
+                self.fetch("COMMIT")
             except BaseException:
-                self._depth = 0
-                self.fetch("ROLLBACK")
+                # Also when COMMIT itself fails: never leave the connection inside a transaction.
+                with contextlib.suppress(Exception):
+                    self.fetch("ROLLBACK")
                 raise
-            self._depth = 0
-            self.fetch("COMMIT")
+            finally:
+                self._depth = 0
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
-        if self._cur is not None:
-            self._cur.close()
-            self._cur = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Close the connection (idempotent; waits for a statement in progress)."""
+        with self.lock:
+            if self._cur is not None:
+                self._cur.close()
+                self._cur = None
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

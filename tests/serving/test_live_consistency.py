@@ -1,0 +1,131 @@
+"""The live state never drifts from the log: failures, retried labels, early labels, shadow."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from modelminder.clock import SimulatedClock
+from modelminder.errors import SchemaError
+from modelminder.features.runner import replay_log
+from modelminder.project import Project
+from modelminder.serving.service import Loaded, Service
+from modelminder.sim.world import World
+
+from .conftest import live_project
+
+
+def _body(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in row.items()}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, World, int]]:
+    yield live_project(tmp_path_factory.mktemp("consistency") / "p", share=0.95, cards=120)
+
+
+def _served_equals_replay(service: Service, project: Project, ids: list[str]) -> None:
+    served = {}
+    for event_id in ids:
+        p = next(x for x in service.predictions.for_event(event_id) if x.role == "champion")
+        served[event_id] = [np.nan if v is None else v for v in p.features]
+    replayed = replay_log(service.log, project.plan()).filter(pl.col("event_id").is_in(ids))
+    for row in replayed.iter_rows(named=True):
+        expected = np.array([row[n] for n in project.plan().names], dtype=float)
+        np.testing.assert_allclose(served[row["event_id"]], expected, rtol=1e-9, equal_nan=True)
+
+
+def test_a_failed_batch_leaves_no_trace_in_the_live_state(
+    setup: tuple[Project, World, int],
+) -> None:
+    project, world, cut = setup
+    service = Service(project)
+    try:
+        rest = world.events.slice(cut)
+        card = rest.get_column("card_id")[0]
+        same_card = [_body(r) for r in rest.filter(pl.col("card_id") == card).head(2).to_dicts()]
+        assert service.champion is not None
+        real = service.champion
+        calls = {"n": 0}
+
+        class Flaky:
+            def predict(self, X: Any) -> Any:
+                calls["n"] += 1
+                if calls["n"] == 2:
+                    raise RuntimeError("model crashed")
+                return real.model.predict(X)
+
+        service.champion = Loaded(real.version, Flaky())  # type: ignore[arg-type]
+        with pytest.raises(RuntimeError, match="model crashed"):
+            service.predict(same_card)
+        service.champion = real
+        assert service.log.events_by_id([e["event_id"] for e in same_card]).height == 0
+        service.predict(same_card)  # the retry is served as if the failure never happened
+        _served_equals_replay(service, project, [e["event_id"] for e in same_card])
+    finally:
+        service.close()
+
+
+def test_retried_and_early_labels_count_once_and_like_replay(
+    setup: tuple[Project, World, int],
+) -> None:
+    project, world, cut = setup
+    rest = world.events.slice(cut + 50).to_dicts()
+    merchant = rest[0]["merchant_id"]
+    first, early, later = [r for r in rest if r["merchant_id"] == merchant][:3]
+    us = dt.timedelta(microseconds=1)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    clock = SimulatedClock((first["ts"] - epoch) // us)
+    service = Service(project, clock=clock)  # the clock follows the stream, as in replay
+    try:
+        service.predict([_body(first)])
+        label = {
+            "event_id": first["event_id"],
+            "is_fraud": 1.0,
+            "label_ts": (first["ts"] + dt.timedelta(seconds=1)).isoformat(),
+            "source": "chargeback",
+        }
+        for _ in range(3):  # the same label, re-sent: counted once
+            assert service.add_labels([label])["appended"] == (1 if _ == 0 else 0)
+        # A label that arrives before its event (known 10 s before the event happens)...
+        early_label = {
+            **label,
+            "event_id": early["event_id"],
+            "label_ts": (early["ts"] - dt.timedelta(seconds=10)).isoformat(),
+        }
+        clock.advance_to((early["ts"] - epoch) // us - 10_000_000)
+        service.add_labels([early_label])
+        clock.advance_to((early["ts"] - epoch) // us)
+        service.predict([_body(early)])  # ... is folded when the event arrives
+        clock.advance_to((later["ts"] - epoch) // us)
+        served = service.predict([_body(later)])[0]
+        frauds_7d = served["features"][project.plan().names.index("merchant_frauds_7d")]
+        assert frauds_7d == 2.0  # both labels, each once
+        with pytest.raises(SchemaError, match="'is_fraud' must be 0 or 1"):
+            service.add_labels([{**label, "is_fraud": 5.0}])
+        _served_equals_replay(service, project, [r["event_id"] for r in (first, early, later)])
+    finally:
+        service.close()
+
+
+def test_a_failing_shadow_never_blocks_serving(setup: tuple[Project, World, int]) -> None:
+    project, world, cut = setup
+    service = Service(project)
+    try:
+
+        class Broken:
+            def predict(self, X: Any) -> Any:
+                raise ValueError("shadow exploded")
+
+        service.shadow = Loaded("vX", Broken())  # type: ignore[arg-type]
+        event = _body(world.events.slice(cut + 200).to_dicts()[0])
+        result = service.predict([event])[0]
+        service.flush_shadow()  # returns although the shadow failed
+        assert result["role"] == "champion" and service.shadow_errors == 1
+    finally:
+        service.close()
