@@ -89,26 +89,29 @@ class Service:
         self._shadow_thread.start()
 
     # -- models ---------------------------------------------------------------------------
+    def load_model(self, version: str, alias: str = "champion") -> Loaded:
+        """Load a version (checksums verified) and check it was trained on this feature set;
+        raises without changing anything, so callers check before they move an alias."""
+        with Registry.open(self.project.root) as reg:
+            record = reg.get(version)
+            if record.meta.get("fingerprint") != self.plan.feature_set.fingerprint():
+                raise MinderError(
+                    f"The {alias} model {version} was trained on another feature set; "
+                    "retrain it on the project's current features."
+                )
+            return Loaded(version, Ensemble.from_files(reg.load_files(version)))
+
     def reload_models(self) -> None:
         """Load the champion and the shadow (or challenger) named by the registry's aliases."""
-        fingerprint = self.plan.feature_set.fingerprint()
         with Registry.open(self.project.root) as reg:
             aliases = reg.aliases()
 
-            def load(alias: str) -> Loaded | None:
-                version = aliases.get(alias)
-                if version is None:
-                    return None
-                record = reg.get(version)
-                if record.meta.get("fingerprint") != fingerprint:
-                    raise MinderError(
-                        f"The {alias} model {version} was trained on another feature set; "
-                        "retrain it on the project's current features."
-                    )
-                return Loaded(version, Ensemble.from_files(reg.load_files(version)))
+        def load(alias: str) -> Loaded | None:
+            version = aliases.get(alias)
+            return None if version is None else self.load_model(version, alias)
 
-            champion = load("champion")
-            shadow = load("shadow") or load("challenger")
+        champion = load("champion")
+        shadow = load("shadow") or load("challenger")
         with self._lock:
             self.champion, self.shadow = champion, shadow
 
