@@ -6,14 +6,20 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import polars as pl
 import typer
 from rich.table import Table
 
-from modelminder.cli_common import ProjectOpt, console, out, parse_time, progress_bar
+from modelminder.cli_common import (
+    ProjectOpt,
+    console,
+    out,
+    parse_time,
+    progress_bar,
+    read_file,
+)
 from modelminder.cli_models import register_commands
 from modelminder.cli_serve import register_commands as register_serving
-from modelminder.errors import InputFileError, MinderError
+from modelminder.errors import MinderError
 
 app = typer.Typer(
     help="modelminder: keep ML models working after they ship.",
@@ -21,24 +27,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _read_file(path: Path) -> pl.DataFrame:
-    if not path.exists():
-        raise InputFileError(f"File {path} does not exist.")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            return pl.read_parquet(path)
-        if suffix == ".csv":
-            return pl.read_csv(path, infer_schema_length=10_000)
-        if suffix in (".jsonl", ".ndjson"):
-            return pl.read_ndjson(path)
-    except Exception as exc:  # polars raises many types; report them uniformly
-        raise InputFileError(f"Cannot read {path} as {suffix[1:]}: {exc}") from exc
-    raise InputFileError(
-        f"File {path} has extension {suffix!r}. Allowed: .parquet, .csv, .jsonl, .ndjson."
-    )
 
 
 @app.command()
@@ -100,7 +88,7 @@ def ingest(
     if topic not in ("events", "labels"):
         raise MinderError(f"--topic must be 'events' or 'labels'. Got {topic!r}.")
     proj = load_project(project)
-    frame = _read_file(file)
+    frame = read_file(file)
     t0 = time.perf_counter()
     with proj.open_log() as log, progress_bar() as bar:
         task = bar.add_task(f"ingest {topic}", total=frame.height)

@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import polars as pl
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from modelminder.errors import MinderError
+from modelminder.errors import InputFileError, MinderError
 
 console = Console(stderr=True)
 # Wide enough for the tables when output is piped (rich falls back to 80 columns there).
@@ -46,3 +47,21 @@ def parse_time(text: str | None, option: str) -> int | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return int(value.timestamp() * 1_000_000)
+
+
+def read_file(path: Path) -> pl.DataFrame:
+    if not path.exists():
+        raise InputFileError(f"File {path} does not exist.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pl.read_parquet(path)
+        if suffix == ".csv":
+            return pl.read_csv(path, infer_schema_length=10_000)
+        if suffix in (".jsonl", ".ndjson"):
+            return pl.read_ndjson(path)
+    except Exception as exc:  # polars raises many types; report them uniformly
+        raise InputFileError(f"Cannot read {path} as {suffix[1:]}: {exc}") from exc
+    raise InputFileError(
+        f"File {path} has extension {suffix!r}. Allowed: .parquet, .csv, .jsonl, .ndjson."
+    )

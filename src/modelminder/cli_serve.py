@@ -104,14 +104,13 @@ def stream(
 
     Example: minder stream --events new.parquet --labels new_labels.parquet --project myproj
     """
-    from modelminder.cli import _read_file
-    from modelminder.cli_common import progress_bar
+    from modelminder.cli_common import progress_bar, read_file
     from modelminder.project import load_project
     from modelminder.serving.stream import play
 
     proj = load_project(project)
-    frame = _read_file(events)
-    label_frame = _read_file(labels) if labels is not None else None
+    frame = read_file(events)
+    label_frame = read_file(labels) if labels is not None else None
     with progress_bar() as bar:
         task = bar.add_task("stream", total=frame.height)
         stats = play(

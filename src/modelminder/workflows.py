@@ -20,6 +20,7 @@ import polars as pl
 
 from modelminder.clock import WallClock
 from modelminder.errors import RegistryError, TrainingError
+from modelminder.features.plan import Plan
 from modelminder.features.runner import replay_log
 from modelminder.project import Project
 from modelminder.registry import ALIASES, ModelRecord, Registry
@@ -129,21 +130,22 @@ def resolve(reg: Registry, ref: str) -> str:
     return version
 
 
-def load_model(project: Project, ref: str) -> tuple[ModelRecord, Ensemble]:
-    """A registered model by version (``v3``) or alias (``champion``), checksum-verified, and
-    checked against the project's current feature set."""
+def load_model(
+    project: Project, ref: str, *, fingerprint: str | None = None
+) -> tuple[ModelRecord, Ensemble]:
+    """A registered model by version (``v3``) or alias (``champion``), checked against the
+    project's feature set (``fingerprint``, computed if not given), then checksum-verified."""
+    fingerprint = fingerprint or project.plan().feature_set.fingerprint()
     with Registry.open(project.root) as reg:
         version = resolve(reg, ref)
         record = reg.get(version)
-        model = Ensemble.from_files(reg.load_files(version))
-    fingerprint = project.plan().feature_set.fingerprint()
-    if record.meta.get("fingerprint") != fingerprint:
-        raise RegistryError(
-            f"Model {version} was trained on a different feature set (fingerprint "
-            f"{str(record.meta.get('fingerprint'))[:12]}, project has {fingerprint[:12]}). "
-            "Its features cannot be computed here; retrain it on the current feature set."
-        )
-    return record, model
+        if record.meta.get("fingerprint") != fingerprint:
+            raise RegistryError(
+                f"Model {version} was trained on a different feature set (fingerprint "
+                f"{str(record.meta.get('fingerprint'))[:12]}, project has {fingerprint[:12]}). "
+                "Its features cannot be computed here; retrain it on the current feature set."
+            )
+        return record, Ensemble.from_files(reg.load_files(version))
 
 
 def score_range(
@@ -151,10 +153,21 @@ def score_range(
 ) -> pl.DataFrame:
     """Scores of the events with time in ``[from_ts, to_ts)`` by model ``ref``:
     ``event_id, ts, score``, in log order."""
+    plan = project.plan()
+    record, model = load_model(project, ref, fingerprint=plan.feature_set.fingerprint())
+    return _score(project, plan, record, model, from_ts, to_ts)
+
+
+def _score(
+    project: Project,
+    plan: Plan,
+    record: ModelRecord,
+    model: Ensemble,
+    from_ts: int | None,
+    to_ts: int | None,
+) -> pl.DataFrame:
     if from_ts is not None and to_ts is not None and from_ts >= to_ts:
         raise TrainingError("The time range is empty: --from must be before --to.")
-    record, model = load_model(project, ref)
-    plan = project.plan()
     with project.open_log() as log:
         table = replay_log(log, plan, from_ts=from_ts, to_ts=to_ts)
         ts = log.read("events", from_ts=from_ts, to_ts=to_ts).select("event_id", "ts")
@@ -170,8 +183,9 @@ def evaluate_range(
 ) -> tuple[dict[str, float], pl.DataFrame, str]:
     """Metrics of model ``ref`` on the range, on labels known now (the model's label policy
     decides unlabelled events): overall, per day, and a note on label coverage."""
-    record, _ = load_model(project, ref)
-    scored = score_range(project, ref, from_ts=from_ts, to_ts=to_ts)
+    plan = project.plan()
+    record, model = load_model(project, ref, fingerprint=plan.feature_set.fingerprint())
+    scored = _score(project, plan, record, model, from_ts, to_ts)
     pol = record.meta.get("training", {}).get("label_policy", {})
     policy = LabelPolicy(
         pol.get("unlabeled", "negative_after_maturity"), pol.get("maturity", "30d")
@@ -182,7 +196,7 @@ def evaluate_range(
             log.read("labels")
             .sort("known_at")
             .group_by("event_id")
-            .agg(pl.col(project.plan().feature_set.label_value).last().alias("value"))
+            .agg(pl.col(plan.feature_set.label_value).last().alias("value"))
         )
     joined = scored.join(labels, on="event_id", how="left")
     mature = pl.col("ts") + policy.maturity_us <= latest

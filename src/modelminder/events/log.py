@@ -182,12 +182,6 @@ class EventLog:
     ) -> AppendResult:
         """Validate and append a batch of events, atomically and idempotently by event_id."""
         batch = normalize(frame, self.schema.fields, ("ts",))
-        return self.append_normalized_events(batch, progress)
-
-    def append_normalized_events(
-        self, batch: pl.DataFrame, progress: Callable[[int], None] | None = None
-    ) -> AppendResult:
-        """Append a batch already validated by :func:`normalize` against this log's schema."""
         names = ["event_id", "ts", *self.schema.fields]
         sql = (
             f"INSERT INTO events ({', '.join(_ident(n) for n in names)}) "
@@ -433,6 +427,14 @@ class EventLog:
         """Number of records in ``topic``."""
         _check_topic(topic)
         return int(self._fetch(f"SELECT COUNT(*) FROM {topic}")[0][0])
+
+    def labels_without_events(self) -> list[tuple[str, float, int]]:
+        """``(event_id, is_fraud, known_at)`` of the labels whose event is not logged yet."""
+        rows = self._fetch(
+            "SELECT l.event_id, l.is_fraud, l.known_at FROM labels l "
+            "LEFT JOIN events e ON e.event_id = l.event_id WHERE e.event_id IS NULL"
+        )
+        return [(str(e), float(v), int(k)) for e, v, k in rows]
 
     def events_by_id(self, event_ids: Sequence[str]) -> pl.DataFrame:
         """The logged events among ``event_ids`` (any order; unknown ids are absent)."""

@@ -166,14 +166,21 @@ def normalize(
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def _row_ts(value: Any) -> int | None:
+def parse_ts(value: Any) -> int | None:
+    """A datetime (naive = UTC) or ISO-8601 text as UTC microseconds; None if it is neither.
+
+    Examples
+    --------
+    >>> parse_ts("1970-01-01T00:00:01Z"), parse_ts("soon")
+    (1000000, None)
+    """
     if isinstance(value, dt.datetime):
         aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
         # Exact integer arithmetic: timestamp() is a float and loses microseconds.
         return (aware - _EPOCH) // dt.timedelta(microseconds=1)
     if isinstance(value, str):
         try:
-            return _row_ts(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+            return parse_ts(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
         except ValueError:
             return None
     return None
@@ -214,7 +221,7 @@ def validate_rows(
             if value is None:
                 problems.append(f"{where}: field '{name}' is missing (null)")
             elif kind == "ts":
-                ts = _row_ts(value)
+                ts = parse_ts(value)
                 if ts is None:
                     problems.append(
                         f"{where}: field '{name}' must be an ISO-8601 time like "

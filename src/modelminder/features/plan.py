@@ -61,31 +61,6 @@ class Plan:
         groups: list[WindowGroup | LabelGroup] = [*self.window_groups, *self.label_groups]
         return max((g.horizon for g in groups), default=0)
 
-    @property
-    def expression_fields(self) -> set[str]:
-        """Event fields that expressions read (the only ones converted to NumPy)."""
-        out: set[str] = set()
-        for g in self.window_groups:
-            for v in g.values:
-                out.update(n for n in v.names() if n in self.schema)
-        for _, expr in self.computes:
-            out.update(n for n in expr.names() if n in self.schema)
-        return out
-
-    @property
-    def needed_fields(self) -> set[str]:
-        """Event fields that any feature reads."""
-        out: set[str] = set()
-        for g in self.window_groups:
-            out.update(g.keys, g.categoricals)
-            for v in g.values:
-                out.update(v.names())
-        for lg in self.label_groups:
-            out.update(lg.keys)
-        for _, expr in self.computes:
-            out.update(n for n in expr.names() if n in self.schema)
-        return out
-
 
 def compile_plan(feature_set: FeatureSet, schema: Mapping[str, str]) -> Plan:
     """Validate ``feature_set`` against ``schema`` and compile it."""

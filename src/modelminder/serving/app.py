@@ -242,7 +242,7 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         """Point an alias at a version (audited); the service reloads its models."""
         from modelminder.registry import Registry
 
-        service.load_model(version, alias)  # refuse before the alias moves, not after
+        service.load_model(version)  # refuse before the alias moves, not after
         with Registry.open(service.project.root, service.log) as reg:
             reg.set_alias(alias, version, actor=actor() + " (api)", reason="api promote")
         service.reload_models()

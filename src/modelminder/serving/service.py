@@ -32,6 +32,7 @@ from modelminder.project import Project
 from modelminder.registry import Registry
 from modelminder.serving.store import ServingStore
 from modelminder.training.ensemble import Ensemble, LightGBMMember
+from modelminder.workflows import load_model
 
 
 class NoChampionError(MinderError):
@@ -89,17 +90,13 @@ class Service:
         self._shadow_thread.start()
 
     # -- models ---------------------------------------------------------------------------
-    def load_model(self, version: str, alias: str = "champion") -> Loaded:
-        """Load a version (checksums verified) and check it was trained on this feature set;
-        raises without changing anything, so callers check before they move an alias."""
-        with Registry.open(self.project.root) as reg:
-            record = reg.get(version)
-            if record.meta.get("fingerprint") != self.plan.feature_set.fingerprint():
-                raise MinderError(
-                    f"The {alias} model {version} was trained on another feature set; "
-                    "retrain it on the project's current features."
-                )
-            return Loaded(version, Ensemble.from_files(reg.load_files(version)))
+    def load_model(self, version: str) -> Loaded:
+        """Load a version (see :func:`modelminder.workflows.load_model`); raises without
+        changing anything, so callers check before they move an alias."""
+        record, model = load_model(
+            self.project, version, fingerprint=self.plan.feature_set.fingerprint()
+        )
+        return Loaded(record.version, model)
 
     def reload_models(self) -> None:
         """Load the champion and the shadow (or challenger) named by the registry's aliases."""
@@ -108,7 +105,7 @@ class Service:
 
         def load(alias: str) -> Loaded | None:
             version = aliases.get(alias)
-            return None if version is None else self.load_model(version, alias)
+            return None if version is None else self.load_model(version)
 
         champion = load("champion")
         shadow = load("shadow") or load("challenger")
@@ -129,8 +126,7 @@ class Service:
         ids = [r["event_id"] for r in rows]
         if len(set(ids)) != len(ids):
             raise SchemaError("The batch repeats an event_id; send each event once.")
-        with self.log.transaction():
-            offsets = self.log.append_event_rows(rows)
+        offsets = self.log.append_event_rows(rows)
         return rows, {i for i, o in zip(ids, offsets, strict=True) if o is None}
 
     def _fold(self, row: dict[str, Any]) -> Any:
@@ -160,13 +156,8 @@ class Service:
 
     def _labels_waiting(self) -> dict[str, list[tuple[float, int]]]:
         """Logged labels whose event is not in the log yet (folded when the event arrives)."""
-        value = self.plan.feature_set.label_value
-        rows = self.log.database.fetch(
-            f"SELECT l.event_id, l.{value}, l.known_at FROM labels l "
-            "LEFT JOIN events e ON e.event_id = l.event_id WHERE e.event_id IS NULL"
-        )
         waiting: dict[str, list[tuple[float, int]]] = {}
-        for event_id, v, known_at in rows:
+        for event_id, v, known_at in self.log.labels_without_events():
             waiting.setdefault(str(event_id), []).append((float(v), int(known_at)))
         return waiting
 

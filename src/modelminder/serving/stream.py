@@ -20,6 +20,7 @@ import polars as pl
 
 from modelminder.clock import SimulatedClock
 from modelminder.errors import MinderError
+from modelminder.events.schema import parse_ts
 from modelminder.project import Project
 
 
@@ -40,21 +41,17 @@ class StreamStats:
         )
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
 def _us(value: Any) -> int:
-    if isinstance(value, dt.datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-        return (aware - _EPOCH) // dt.timedelta(microseconds=1)  # exact, unlike timestamp()
-    if isinstance(value, str):
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return _us(parsed)
-    return int(value)
+    us = parse_ts(value)
+    if us is None:
+        if isinstance(value, int):
+            return value
+        raise MinderError(f"Cannot read the time {value!r}: use ISO-8601 like 2026-03-01T12:00Z.")
+    return us
 
 
 def _merged(
