@@ -174,7 +174,9 @@ def test_shadow_scores_are_logged_never_returned(
     roles = sorted(p["role"] for p in logged)
     assert roles == ["champion", "shadow"]
     shadow = next(p for p in logged if p["role"] == "shadow")
-    assert shadow["features"] == answer[0]["features"]  # the same served features
+    champion_logged = next(p for p in logged if p["role"] == "champion")
+    assert "features" not in answer[0]  # the answer stays small; the log has them
+    assert shadow["features"] == champion_logged["features"]  # the same served features
 
 
 def test_tokens_and_roles(service: Service) -> None:

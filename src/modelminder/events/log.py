@@ -26,7 +26,7 @@ import polars as pl
 from modelminder.clock import Clock, WallClock
 from modelminder.errors import LogError, SchemaError
 from modelminder.events.schema import EventSchema, normalize
-from modelminder.store.sqlite import Database
+from modelminder.store.sqlite import Database, RowInsert
 
 CHUNK = 50_000
 _SQL_TYPES = {"str": "TEXT", "float": "REAL", "int": "INTEGER", "bool": "INTEGER"}
@@ -70,6 +70,11 @@ def _check_topic(topic: str) -> None:
         raise LogError(f"Unknown topic {topic!r}. Topics: {', '.join(TOPICS)}.")
 
 
+_LABEL_INSERT = RowInsert(
+    "labels",
+    {"event_id": "str", "is_fraud": "float", "label_ts": "int", "known_at": "int", "source": "str"},
+    "ON CONFLICT(event_id, source) DO NOTHING",
+)
 _PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000")
 
 
@@ -99,6 +104,10 @@ class EventLog:
         self._lock = self._db.lock
         self._fetch = self._db.fetch
         self._tx = self._db.tx
+        self._event_insert = RowInsert(
+            "events", {"event_id": "str", "ts": "int", **schema.fields},
+            "ON CONFLICT(event_id) DO NOTHING",
+        )  # fmt: skip
 
     @classmethod
     def open(cls, path: str | Path, schema: EventSchema, *, clock: Clock | None = None) -> EventLog:
@@ -189,44 +198,30 @@ class EventLog:
         )
         return self._insert("events", batch, sql, progress)
 
-    def append_event_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[int | None]:
+    def append_event_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[bool]:
         """Append a few events already validated by :func:`validate_rows` (the live path),
-        one statement each; the offset given to each, or None if its id was already logged.
+        one statement each; for each, whether it was new (False: its id was already logged).
         Atomic with the caller's transaction, if any."""
-        names = ["event_id", "ts", *self.schema.fields]
-        sql = (
-            f"INSERT INTO events ({', '.join(_ident(n) for n in names)}) "
-            f"VALUES ({', '.join('?' for _ in names)}) ON CONFLICT(event_id) DO NOTHING "
-            'RETURNING "offset"'
-        )
-        offsets: list[int | None] = []
         with self._tx():
-            for row in rows:
-                got = self._fetch(sql, [row[n] for n in names])
-                offsets.append(int(got[0][0]) if got else None)
-        return offsets
+            return [self._event_insert.run(self._db, row) == 1 for row in rows]
 
     def append_label_rows(
         self, rows: Sequence[Mapping[str, Any]], *, received_at_us: int
-    ) -> list[int | None]:
+    ) -> list[bool]:
         """Append a few labels arriving live (already normalized: ``label_ts`` in UTC
-        microseconds), known from ``max(label_ts, received_at_us)``; the offset given to each,
-        or None for a label already logged (same event and source)."""
-        sql = (
-            "INSERT INTO labels (event_id, is_fraud, label_ts, known_at, source) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(event_id, source) DO NOTHING "
-            'RETURNING "offset"'
-        )
-        offsets: list[int | None] = []
+        microseconds), known from ``max(label_ts, received_at_us)``; for each, whether it was
+        new (False: already logged for the same event and source)."""
+        inserted = []
         with self._tx():
             for r in rows:
-                known = max(int(r["label_ts"]), int(received_at_us))
-                got = self._fetch(
-                    sql,
-                    [r["event_id"], float(r["is_fraud"]), int(r["label_ts"]), known, r["source"]],
-                )
-                offsets.append(int(got[0][0]) if got else None)
-        return offsets
+                label_ts = int(r["label_ts"])
+                row = {
+                    "event_id": r["event_id"], "is_fraud": float(r["is_fraud"]),
+                    "label_ts": label_ts, "known_at": max(label_ts, int(received_at_us)),
+                    "source": r["source"],
+                }  # fmt: skip
+                inserted.append(_LABEL_INSERT.run(self._db, row) == 1)
+        return inserted
 
     def append_labels(
         self,

@@ -12,7 +12,7 @@ time, and the request models are built per app.)
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, cast
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -157,8 +157,8 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
 
     bearer = HTTPBearer(auto_error=False, description="A token from `minder tokens create`.")
 
-    def role(*allowed: str) -> Callable[..., str]:
-        def check(
+    def role(*allowed: str) -> Callable[..., Awaitable[str]]:
+        async def check(  # async: a sync dependency costs a thread hop per request
             request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
         ) -> str:
             header = request.headers.get("authorization", "")
@@ -186,15 +186,18 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
     @app.post("/v1/predict", tags=["scoring"], responses=_responses(401, 403, 413, 422, 503))
     async def predict(body: Batch, _: str = Depends(role("service"))) -> dict[str, Any]:
         """Score events (in order) with the champion: score, decision, model version and the
-        top reasons. Events are appended to the log first; a retried event_id is not scored
-        again and gets the first answer (``duplicate: true``)."""
+        top reasons (the served features are logged: GET /v1/predictions/{event_id}). Events
+        are appended to the log first; a retried event_id is not scored again and gets the
+        first answer (``duplicate: true``)."""
         results = service.predict(_dumps(body.events))
         for r in results:
+            # The served features stay in the log (GET /v1/predictions/{event_id}).
+            r.pop("features", None)
             if not r.get("duplicate") and r.get("score") is not None:
                 scores.observe(r["score"])
                 decisions.labels(r["decision"]).inc()
                 served_by.labels(r["model_version"]).inc()
-        # Plain JSON data: skip FastAPI's generic encoder walk over every feature value.
+        # Plain JSON data: skip FastAPI's generic encoder walk.
         return JSONResponse({"predictions": results})  # type: ignore[return-value]
 
     @app.post("/v1/events", tags=["ingest"], responses=_responses(401, 403, 413, 422))

@@ -126,8 +126,8 @@ class Service:
         ids = [r["event_id"] for r in rows]
         if len(set(ids)) != len(ids):
             raise SchemaError("The batch repeats an event_id; send each event once.")
-        offsets = self.log.append_event_rows(rows)
-        return rows, {i for i, o in zip(ids, offsets, strict=True) if o is None}
+        new = self.log.append_event_rows(rows)
+        return rows, {i for i, is_new in zip(ids, new, strict=True) if not is_new}
 
     def _fold(self, row: dict[str, Any]) -> Any:
         """Fold one new event into the live state (after any label that arrived before it,
@@ -277,7 +277,7 @@ class Service:
         rows = list(batch.iter_rows(named=True))
         with self._consistent():
             inserted = self.log.append_label_rows(rows, received_at_us=now)
-            fresh = [r for r, ok in zip(rows, inserted, strict=True) if ok is not None]
+            fresh = [r for r, new in zip(rows, inserted, strict=True) if new]
             events = {
                 r["event_id"]: r
                 for r in self.log.events_by_id([r["event_id"] for r in fresh]).iter_rows(named=True)
