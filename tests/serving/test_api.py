@@ -16,6 +16,7 @@ from modelminder.features.runner import replay_log
 from modelminder.project import Project, init_project, load_project
 from modelminder.registry import Registry
 from modelminder.serving.app import create_app
+from modelminder.serving.schemas import PredictionRecord, PredictResponse
 from modelminder.serving.service import Service
 from modelminder.sim.world import WorldConfig, simulate
 from modelminder.training.train import TrainConfig
@@ -107,6 +108,26 @@ def test_a_retry_is_not_scored_twice(
     assert again["duplicate"] is True and again["score"] == first["score"]
 
 
+def test_answers_match_the_documented_schemas(
+    client: TestClient, live: tuple[Project, list[dict[str, Any]]]
+) -> None:
+    """The OpenAPI document describes what the server really sends (predict is documented,
+    not validated, on the hot path)."""
+    pending = live[1]
+    answer = client.post("/v1/predict", json={"events": pending[700:710]}).json()
+    assert len(PredictResponse.model_validate(answer).predictions) == 10
+    record = client.get(f"/v1/predictions/{pending[700]['event_id']}").json()
+    assert PredictionRecord.model_validate(record).predictions[0].role == "champion"
+    # An event ingested without scoring has no score to give back, and says why.
+    client.post("/v1/events", json={"events": [pending[711]]})
+    late = client.post("/v1/predict", json={"events": [pending[711]]}).json()
+    p = PredictResponse.model_validate(late).predictions[0]
+    assert p.duplicate and p.score is None and p.note is not None and "/v1/events" in p.note
+    spec = client.get("/openapi.json").json()
+    ok = spec["paths"]["/v1/predict"]["post"]["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"]["$ref"].endswith("/PredictResponse")
+
+
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
@@ -114,6 +135,7 @@ def test_a_retry_is_not_scored_twice(
         ({"country": 3}, "country: Input should be a valid string"),
         ({"colour": "red"}, "colour: Extra inputs are not permitted"),
         ({"ts": "yesterday"}, "ts"),
+        ({"ts": "2099-01-01T00:00:00Z"}, "ahead of the server's clock"),
     ],
 )
 def test_bad_requests_are_422_and_write_nothing(
@@ -141,6 +163,20 @@ def test_nan_and_oversized_batches_are_refused(
     assert r.status_code == 422
     many = {"events": [live[1][0]] * 1001}
     assert client.post("/v1/predict", json=many).status_code == 422
+    # Too large, declared or streamed (chunked: no length up front).
+    big = b'{"events": [' + b" " * 2_100_000 + b"]}"
+    declared = client.post("/v1/predict", content=big)
+    assert declared.status_code == 413 and "at most" in declared.json()["error"]["message"]
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(big), 65_536):
+            yield big[i : i + 65_536]
+
+    streamed = client.post(
+        "/v1/predict", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413, streamed.text
+    assert streamed.json()["error"]["type"] == "PayloadTooLarge"
 
 
 def test_labels_arrive_live_and_are_known_from_receipt(

@@ -29,6 +29,15 @@ from prometheus_client import (
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from modelminder.errors import MinderError, RegistryError, SchemaError
+from modelminder.serving.schemas import (
+    IngestResult,
+    LabelsResult,
+    ModelInfo,
+    ModelsOut,
+    PredictionRecord,
+    PredictResponse,
+    Ready,
+)
 from modelminder.serving.service import NoChampionError, Service
 from modelminder.workflows import actor
 
@@ -183,7 +192,10 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return _error(exc.status_code, kind or "HTTPError", str(exc.detail), headers=headers)
 
-    @app.post("/v1/predict", tags=["scoring"], responses=_responses(401, 403, 413, 422, 503))
+    @app.post(
+        "/v1/predict", tags=["scoring"],
+        responses={200: {"model": PredictResponse}, **_responses(401, 403, 413, 422, 503)},
+    )  # fmt: skip
     async def predict(body: Batch, _: str = Depends(role("service"))) -> dict[str, Any]:
         """Score events (in order) with the champion: score, decision, model version and the
         top reasons (the served features are logged: GET /v1/predictions/{event_id}). Events
@@ -201,42 +213,44 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         return JSONResponse({"predictions": results})  # type: ignore[return-value]
 
     @app.post("/v1/events", tags=["ingest"], responses=_responses(401, 403, 413, 422))
-    async def events(body: Batch, _: str = Depends(role("service"))) -> dict[str, int]:
+    async def events(body: Batch, _: str = Depends(role("service"))) -> IngestResult:
         """Append events without scoring (they still update the live feature state)."""
-        return service.ingest(_dumps(body.events))
+        return IngestResult(**service.ingest(_dumps(body.events)))
 
     @app.post("/v1/labels", tags=["ingest"], responses=_responses(401, 403, 413, 422))
-    async def labels(body: Labels, _: str = Depends(role("service"))) -> dict[str, int]:
+    async def labels(body: Labels, _: str = Depends(role("service"))) -> LabelsResult:
         """Ground truth arriving live: known from the later of label_ts and now."""
-        return service.add_labels([x.model_dump() for x in body.labels])
+        return LabelsResult(**service.add_labels([x.model_dump() for x in body.labels]))
 
     @app.get("/v1/predictions/{event_id}", tags=["scoring"], responses=_responses(401, 403, 404))
     async def prediction(
         event_id: str, _: str = Depends(role("service", "reviewer"))
-    ) -> dict[str, Any]:
+    ) -> PredictionRecord:
         """What was served for an event (champion and shadow), with the features."""
         found = service.predictions.for_event(event_id)
         if not found:
             raise HTTPException(404, f"No prediction for event {event_id!r}.")
-        return {
-            "event_id": event_id,
-            "feature_names": service.plan.names,
-            "predictions": [p.to_dict() for p in found],
-        }
+        return PredictionRecord.model_validate(
+            {
+                "event_id": event_id,
+                "feature_names": service.plan.names,
+                "predictions": [p.to_dict() for p in found],
+            }
+        )
 
     @app.get("/v1/models", tags=["models"], responses=_responses(401, 403))
-    async def models(_: str = Depends(role("service", "reviewer"))) -> dict[str, Any]:
+    async def models(_: str = Depends(role("service", "reviewer"))) -> ModelsOut:
         """Registered versions, their status and the aliases."""
         from modelminder.registry import Registry
 
         with Registry.open(service.project.root) as reg:
-            return {
-                "aliases": reg.aliases(),
-                "models": [
-                    {"version": r.version, "status": r.status, "reasons": list(r.reasons)}
+            return ModelsOut(
+                aliases=reg.aliases(),
+                models=[
+                    ModelInfo(version=r.version, status=r.status, reasons=list(r.reasons))
                     for r in reg.list()
                 ],
-            }
+            )
 
     @app.post("/v1/models/{version}/promote", tags=["models"], responses=_responses(401, 403, 409))
     async def promote(
@@ -263,10 +277,12 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
+        """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], responses={200: {"model": Ready}, 503: {"model": Ready}})
     async def readyz() -> JSONResponse:
+        """Ready once the state is rebuilt and a champion is loaded (503 until then)."""
         body = {
             "state_rebuilt": True,
             "rebuild_seconds": round(service.rebuild_seconds, 3),
@@ -274,16 +290,21 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         }
         return JSONResponse(body, status_code=200 if service.ready else 503)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get(
+        "/metrics", tags=["ops"], response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    )  # fmt: skip
     async def prometheus() -> Response:
+        """Prometheus metrics: requests and latency by route and status, scores, decisions,
+        predictions by model version."""
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
 
 class _Measure:
-    """Pure ASGI middleware: request counts and latency by route and status, and the body size
-    limit (cheaper than Starlette's BaseHTTPMiddleware on every request)."""
+    """Pure ASGI middleware: the body size limit, and request counts and latency by route and
+    status (cheaper than Starlette's BaseHTTPMiddleware on every request)."""
 
     def __init__(self, app: Any, requests: Counter, latency: Histogram) -> None:
         self.app = app
@@ -294,16 +315,23 @@ class _Measure:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        size = int(headers.get(b"content-length", b"0") or 0)
-        if size > MAX_BODY_BYTES:
-            response = _error(
-                413, "PayloadTooLarge",
-                f"The body is {size} bytes; at most {MAX_BODY_BYTES} are accepted. Send "
-                "smaller batches.",
-            )  # fmt: skip
-            await response(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and int(length or 0) > MAX_BODY_BYTES:
+            await _too_large(f"{int(length)} bytes")(scope, receive, send)
             return
+        if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            # A chunked upload declares no length: read it (up to the limit) before the app.
+            body, more = b"", True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > MAX_BODY_BYTES:
+                    await _too_large(f"over {MAX_BODY_BYTES} bytes")(scope, receive, send)
+                    return
+            receive = _replay(body, receive)
         started = time.perf_counter()
         status = [500]
 
@@ -319,6 +347,28 @@ class _Measure:
             path = getattr(route, "path", "unmatched")
             self.requests.labels(path, str(status[0])).inc()
             self.latency.labels(path).observe(time.perf_counter() - started)
+
+
+def _too_large(size: str) -> JSONResponse:
+    return _error(
+        413, "PayloadTooLarge",
+        f"The body is {size}; at most {MAX_BODY_BYTES} bytes are accepted. Send smaller batches.",
+    )  # fmt: skip
+
+
+def _replay(body: bytes, then: Any) -> Callable[[], Awaitable[Any]]:
+    """A ``receive`` that hands the app a body already read, then the connection's own
+    messages (a disconnect)."""
+    sent = False
+
+    async def receive() -> Any:
+        nonlocal sent
+        if sent:
+            return await then()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 def _dumps(items: list[Any]) -> list[dict[str, Any]]:

@@ -34,6 +34,14 @@ from modelminder.serving.store import ServingStore
 from modelminder.training.ensemble import Ensemble, LightGBMMember
 from modelminder.workflows import load_model
 
+# How far ahead of the server's clock an event's time may be (clock skew between machines).
+MAX_FUTURE_US = 3_600_000_000
+_NOT_SCORED = (
+    "This event was logged earlier without a score (e.g. via /v1/events); its features were "
+    "folded into the state then, so it cannot be scored again. Send events to /v1/predict to "
+    "score them."
+)
+
 
 class NoChampionError(MinderError):
     """No model is champion yet: promote one (``minder models promote VERSION``)."""
@@ -123,6 +131,17 @@ class Service:
         """Validate and append a batch; the normalized rows and the ids that were already in
         the log (whole batch rejected on any error, nothing written)."""
         rows = validate_rows(events, self.log.schema.fields, ("ts",))
+        # An event stamped in the future would sit in every window until its time came and
+        # then vanish: a clock error at the source, refused rather than folded.
+        horizon = self.clock.now_us() + MAX_FUTURE_US
+        late = [r for r in rows if r["ts"] > horizon]
+        if late:
+            raise SchemaError(
+                f"Event {late[0]['event_id']!r}: field 'ts' is more than "
+                f"{MAX_FUTURE_US // 60_000_000} minutes ahead of the server's clock "
+                f"({len(late)} such event(s) in the batch). Check the source's clock. "
+                "Nothing was written."
+            )
         ids = [r["event_id"] for r in rows]
         if len(set(ids)) != len(ids):
             raise SchemaError("The batch repeats an event_id; send each event once.")
@@ -195,7 +214,12 @@ class Service:
                     results.append(
                         previous[0].to_dict() | {"duplicate": True}
                         if previous
-                        else {"event_id": event_id, "duplicate": True, "score": None}
+                        else {
+                            "event_id": event_id,
+                            "duplicate": True,
+                            "score": None,
+                            "note": _NOT_SCORED,
+                        }
                     )
                     continue
                 x = self._fold(row).reshape(1, -1)
