@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
+
+from modelminder.errors import LogError
 from modelminder.events.log import EventLog
 from modelminder.store.sqlite import RowInsert
 
@@ -24,6 +27,7 @@ _INSERT = RowInsert(
         "reasons": "str",
     },
 )  # fmt: skip
+_POLARS = {"str": pl.String, "float": pl.Float64, "int": pl.Int64, "bool": pl.Boolean}
 _COLUMNS = (
     "event_id, served_at, model_version, role, score, decision, latency_us, features, reasons"
 )
@@ -73,6 +77,7 @@ class PredictionTopic:
 
     def __init__(self, log: EventLog) -> None:
         self._db = log.database
+        self._fields = dict(log.schema.fields)
         with self._db.tx():
             self._db.fetch(
                 'CREATE TABLE IF NOT EXISTS predictions ("offset" INTEGER PRIMARY KEY '
@@ -111,6 +116,59 @@ class PredictionTopic:
             f'SELECT {_COLUMNS} FROM predictions WHERE role = ? ORDER BY "offset"', [role]
         )
         return [_from_row(r) for r in rows]
+
+    def frame(
+        self,
+        role: str = "champion",
+        *,
+        from_ts: int | None = None,
+        to_ts: int | None = None,
+        features: bool = True,
+        event_fields: Sequence[str] = (),
+    ) -> pl.DataFrame:
+        """Predictions of ``role`` for events with time in ``[from_ts, to_ts)``, columnar, in
+        serving order: ``event_id, ts`` (event time), ``served_at, model_version, score,
+        decision``, with ``features`` the ``features`` as served (a list of floats, NaN =
+        missing), and the events' own ``event_fields``.
+        An event served twice (a retry cannot be, but a restored log could) keeps its first
+        prediction."""
+        where: list[str] = ["p.role = ?"]
+        params: list[Any] = [role]
+        if from_ts is not None:
+            where.append("e.ts >= ?")
+            params.append(int(from_ts))
+        if to_ts is not None:
+            where.append("e.ts < ?")
+            params.append(int(to_ts))
+        cols = "p.event_id, e.ts, p.served_at, p.model_version, p.score, p.decision"
+        for name in event_fields:
+            if name not in self._fields:
+                raise LogError(f"Events have no field {name!r}; fields: {', '.join(self._fields)}.")
+            cols += f', e."{name}"'  # a schema field name: a checked identifier
+        sql = (
+            f"SELECT {cols}{', p.features' if features else ''} FROM predictions p "
+            f"JOIN events e ON e.event_id = p.event_id WHERE {' AND '.join(where)} "
+            'ORDER BY p."offset"'
+        )
+        out = pl.DataFrame(self._db.arrow(sql, params))
+        if out.height == 0:
+            out = pl.DataFrame(
+                schema={
+                    "event_id": pl.String, "ts": pl.Int64, "served_at": pl.Int64,
+                    "model_version": pl.String, "score": pl.Float64, "decision": pl.String,
+                    **({"features": pl.String} if features else {}),
+                    **{name: _POLARS[self._fields[name]] for name in event_fields},
+                }
+            )  # fmt: skip
+        out = out.unique("event_id", keep="first", maintain_order=True)
+        if features:
+            # JSON null (a missing value as served) becomes NaN, as in the feature matrix.
+            out = out.with_columns(
+                pl.col("features")
+                .str.json_decode(pl.List(pl.Float64))
+                .list.eval(pl.element().fill_null(float("nan")))
+            )
+        return out
 
 
 def _from_row(r: Sequence[Any]) -> Prediction:

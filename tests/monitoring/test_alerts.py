@@ -1,0 +1,94 @@
+"""Alerts fold, are recorded once in the log, and reach a webhook through retries."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelminder.errors import MinderError
+from modelminder.events.log import EventLog
+from modelminder.events.schema import EventSchema
+from modelminder.monitoring.alerts import Alert, AlertLog, StdoutSink, WebhookSink, fold
+
+DAY = 86_400_000_000
+
+
+def _alert(day: int, severity: str = "warn", subject: str = "amount") -> Alert:
+    return Alert(
+        "data_drift", severity, subject, "v1", day * DAY, (day + 1) * DAY,
+        {"psi": 0.4, "threshold": 0.1}, "Check the source of 'amount'.",
+    )  # fmt: skip
+
+
+def test_consecutive_findings_fold_and_rerecording_changes_nothing(tmp_path: Path) -> None:
+    folded = fold(
+        [_alert(0), _alert(1, "severe"), _alert(2), _alert(9), _alert(1, subject="x")], DAY
+    )
+    assert [(a.subject, a.window_start // DAY, a.count, a.severity) for a in folded] == [
+        ("amount", 0, 3, "severe"), ("x", 1, 1, "warn"), ("amount", 9, 1, "warn"),
+    ]  # fmt: skip
+    with EventLog.open(tmp_path / "log.db", EventSchema({"card_id": "str"})) as log:
+        alerts = AlertLog(log)
+        assert len(alerts.record(folded)) == 3
+        assert alerts.record(folded) == []  # a rerun of the monitor delivers nothing new
+        assert len(alerts.read()) == 3
+        assert [a.subject for a in alerts.read(since_us=5 * DAY)] == ["amount"]
+
+
+def test_bad_alerts_are_refused() -> None:
+    with pytest.raises(MinderError, match="kind must be one of"):
+        Alert("drifty", "warn", "a", "v1", 0, 1, {}, "")
+    with pytest.raises(MinderError, match="severity must be one of"):
+        Alert("skew", "critical", "a", "v1", 0, 1, {}, "")
+    with pytest.raises(MinderError, match="http:// or https://"):
+        WebhookSink("ftp://example.com")
+
+
+@pytest.fixture
+def hook() -> Iterator[tuple[str, list[Any], list[int]]]:
+    """A local webhook that fails with 503 as many times as asked, then accepts."""
+    received: list[Any] = []
+    failures = [1]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            if failures[0] > 0:
+                failures[0] -= 1
+                self.send_response(503)
+            else:
+                received.append(json.loads(body))
+                self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/alerts", received, failures
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhook_retries_then_delivers(hook: tuple[str, list[Any], list[int]]) -> None:
+    url, received, failures = hook
+    WebhookSink(url, retries=2, backoff_s=0.01).deliver([_alert(0)])
+    assert received[0]["alerts"][0]["subject"] == "amount"
+    failures[0] = 5
+    with pytest.raises(MinderError, match="after 2 attempts"):
+        WebhookSink(url, retries=1, backoff_s=0.01).deliver([_alert(1)])
+
+
+def test_stdout_sink_names_the_finding() -> None:
+    out = io.StringIO()
+    StdoutSink(out).deliver([_alert(0, "severe")])
+    assert out.getvalue().startswith("[severe] data_drift amount (model v1)")
