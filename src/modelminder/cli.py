@@ -18,6 +18,7 @@ from modelminder.cli_common import (
     read_file,
 )
 from modelminder.cli_models import register_commands
+from modelminder.cli_monitor import register_monitoring
 from modelminder.cli_serve import register_commands as register_serving
 from modelminder.errors import MinderError
 
@@ -210,6 +211,7 @@ def demo(
 
 register_commands(app)
 register_serving(app)
+register_monitoring(app)
 
 
 def main() -> None:

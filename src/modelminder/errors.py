@@ -47,3 +47,8 @@ class RegistryError(MinderError):
 class TrainingError(MinderError):
     """Training cannot proceed (no labels yet, one class, an empty range, a bad option).
     Read the message: it names the input to change."""
+
+
+class MonitorError(MinderError):
+    """A monitor cannot compute what was asked (an empty window, a feature the reference lacks,
+    a reference that does not match its data). Read the message: it names the input to fix."""

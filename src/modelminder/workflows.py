@@ -97,7 +97,7 @@ def train_and_register(
             "training": data.to_meta(),
             "metrics": result.metrics,
             "report": result.report,
-            "reference": result.reference,
+            "monitor_reference": result.reference,
             "config": {
                 "trials": config.trials,
                 "folds": config.folds,
@@ -250,30 +250,15 @@ def check_skew(project: Project) -> tuple[Any, int]:
     """Compare the features served (the champion's prediction log) with a replay of the log,
     feature by feature. Returns the parity report and the number of served events checked."""
     from modelminder.events.predictions import PredictionTopic
-    from modelminder.features.runner import compare_tables
+    from modelminder.monitoring.skew import check_served
 
     plan = project.plan()
     with project.open_log() as log:
-        served = PredictionTopic(log).served("champion")
-    if not served:
-        raise TrainingError("Nothing has been served yet: the prediction log is empty.")
-    ids = [p.event_id for p in served]
-    served_table = pl.DataFrame(
-        {
-            "event_id": ids,
-            **{
-                name: [math.nan if p.features[j] is None else p.features[j] for p in served]
-                for j, name in enumerate(plan.names)
-            },
-        }
-    )
-    with project.open_log() as log:
-        replayed = replay_log(log, plan)
-    order = {event_id: k for k, event_id in enumerate(ids)}
-    replayed = (
-        replayed.filter(pl.col("event_id").is_in(ids))
-        .with_columns(_k=pl.col("event_id").replace_strict(order, return_dtype=pl.Int64))
-        .sort("_k")
-        .drop("_k")
-    )
-    return compare_tables(replayed, served_table, plan.names), len(ids)
+        served = PredictionTopic(log).frame()
+        if served.height == 0:
+            raise TrainingError("Nothing has been served yet: the prediction log is empty.")
+        result = check_served(
+            log, plan, served.get_column("event_id").to_list(),
+            served.get_column("features").to_list(),
+        )  # fmt: skip
+    return result.report, result.checked

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TextIO
+from typing import IO, Any, Protocol
 
 from modelminder.errors import MinderError
 from modelminder.events.log import EventLog
@@ -192,7 +192,7 @@ class AlertLog:
 class StdoutSink:
     """One line per alert on a stream (stdout by default)."""
 
-    stream: TextIO = field(default_factory=lambda: sys.stdout)
+    stream: IO[str] = field(default_factory=lambda: sys.stdout)
 
     def deliver(self, alerts: Sequence[Alert]) -> None:
         for a in alerts:

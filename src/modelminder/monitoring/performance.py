@@ -143,6 +143,25 @@ def expected(scores: FloatArray, threshold: float) -> dict[str, float]:
     return out
 
 
+def auc_standard_error(auc_value: float, positives: int, negatives: int) -> float:
+    """Hanley and McNeil's standard error of an AUC measured on ``positives`` and
+    ``negatives`` (NaN when either is zero).
+
+    Examples
+    --------
+    >>> round(auc_standard_error(0.9, 30, 3000), 3)
+    0.038
+    """
+    if positives <= 0 or negatives <= 0 or not math.isfinite(auc_value):
+        return math.nan
+    a = auc_value
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (positives - 1) * (q1 - a * a) + (negatives - 1) * (q2 - a * a)) / (
+        positives * negatives
+    )
+    return math.sqrt(max(var, 0.0))
+
+
 def _ordered_within(block_p: FloatArray, block_n: FloatArray) -> float:
     """What the rank sweep credited to pairs inside a block of equal scores."""
     after = np.cumsum(block_n[::-1])[::-1] - block_n

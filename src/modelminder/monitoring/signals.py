@@ -96,7 +96,7 @@ def range_findings(
     *,
     min_rows: int = 50,
     missing_jump: float = 0.05,
-    out_of_range: float = 0.01,
+    out_of_range: float = 0.05,
 ) -> list[dict[str, Any]]:
     """Features of one window whose missing share rose by more than ``missing_jump`` over
     the reference's, or with more than ``out_of_range`` of values outside the reference's

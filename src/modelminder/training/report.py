@@ -36,12 +36,12 @@ def fold_rows(
 
 def gap_section(folds: list[dict[str, Any]]) -> dict[str, Any]:
     gaps = [f["gap_auc"] for f in folds if not math.isnan(f["gap_auc"])]
+    ap_gaps = [g for f in folds if not math.isnan(g := f["gap_average_precision"])]
     trend = float(np.polyfit(np.arange(len(gaps)), gaps, 1)[0]) if len(gaps) >= 2 else 0.0
     return {
         "auc": float(np.mean(gaps)) if gaps else math.nan,
-        "average_precision": float(
-            np.nanmean([f["gap_average_precision"] for f in folds]) if folds else math.nan
-        ),
+        # NaN when no fold had positives on both sides (not a warning about an empty mean).
+        "average_precision": float(np.mean(ap_gaps)) if ap_gaps else math.nan,
         "per_fold_auc": gaps,
         "trend_per_fold": trend,
     }

@@ -9,12 +9,13 @@ job (``minder train`` does it).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 
 from modelminder.errors import TrainingError
 from modelminder.events.log import EventLog
@@ -153,31 +154,30 @@ def time_travel_audit(
     return {"cut_offset": cut, "checked_events": both.height, "mismatched_features": mismatched}
 
 
-def reference_stats(X: FloatArray, names: list[str], scores_: FloatArray) -> dict[str, Any]:
-    """Per-feature and score statistics of the training data, for the drift monitors."""
+def monitor_reference(
+    X: FloatArray,
+    data: TrainingSet,
+    rows: npt.NDArray[np.int64],
+    scores_: FloatArray,
+    log: EventLog | None,
+    keys: Sequence[str] = (),
+) -> dict[str, Any]:
+    """What the drift monitors compare live data with (a
+    :class:`~modelminder.monitoring.reference.Reference`, as a dict): the features and the
+    out-of-sample scores of ``rows`` (time order), plus the event's low-cardinality text
+    fields (at most 50 distinct values; entity keys are not categories)."""
+    from modelminder.monitoring.reference import Reference
 
-    def describe(x: FloatArray) -> dict[str, Any]:
-        finite = x[np.isfinite(x)]
-        missing = float(1 - len(finite) / max(len(x), 1))
-        if len(finite) == 0:
-            return {"missing": missing, "count": len(x)}
-        edges = np.unique(np.quantile(finite, np.linspace(0, 1, 11)))
-        counts = np.histogram(finite, bins=edges)[0] if len(edges) > 1 else np.array([len(finite)])
-        return {
-            "count": len(x),
-            "missing": missing,
-            "mean": float(finite.mean()),
-            "std": float(finite.std()),
-            "min": float(finite.min()),
-            "max": float(finite.max()),
-            "edges": edges.tolist(),
-            "counts": counts.tolist(),
-        }
-
-    return {
-        "features": {name: describe(X[:, j]) for j, name in enumerate(names)},
-        "score": describe(scores_),
-    }
+    categorical: dict[str, list[Any]] = {}
+    if log is not None:
+        ids = data.frame.get_column("event_id").gather(rows)
+        events = log.events_by_id(ids.to_list())
+        events = pl.DataFrame({"event_id": ids}).join(events, on="event_id", how="left")
+        for name, kind in log.schema.fields.items():
+            if kind == "str" and name not in keys and events.get_column(name).n_unique() <= 50:
+                categorical[name] = events.get_column(name).to_list()
+    matrix = np.column_stack([X[rows], scores_])
+    return Reference.build(matrix, [*data.feature_names, "score"], categorical).to_dict()
 
 
 def _try_stack(
@@ -322,9 +322,13 @@ def train_model(
     report["findings"] = rep.findings(report, data.n)
     verdict = judge(report, rules)
     report["verdict"] = verdict.to_dict()
-    ref_rows = np.concatenate([f.train for f in fold_plan.folds[-1:]])
-    reference = reference_stats(
-        X[ref_rows], data.feature_names, model.predict(X[hold]) if len(hold) else oof[valid_rows]
-    )
+    # The reference is the out-of-time holdout: the latest rows, scored out of sample, as the
+    # live data will be. Too small a holdout falls back to the validated rows' OOF scores.
+    if len(hold) >= 1000:
+        ref_rows, ref_scores = hold, model.predict(X[hold])
+    else:
+        ref_rows, ref_scores = valid_rows, oof[valid_rows]
+    keys = sorted({k for g in plan.window_groups for k in g.keys}) if plan else []
+    reference = monitor_reference(X, data, np.asarray(ref_rows), ref_scores, log, keys)
     model.info = {"verdict": verdict.passed}
     return TrainResult(model, report, verdict, fold_plan, found, reference)

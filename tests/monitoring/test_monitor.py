@@ -1,0 +1,129 @@
+"""The monitor on simulated worlds: holiday data drift is data drift, not a performance
+problem; a change of fraud pattern is caught; a healthy run shows no skew; a broken feature
+does; bad input gets a clear message."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from modelminder.errors import MinderError
+from modelminder.events.predictions import PredictionTopic
+from modelminder.monitoring.alerts import AlertLog
+from modelminder.monitoring.monitor import MonitorConfig, MonitorReport, run_monitor
+from modelminder.monitoring.skew import check_served
+from modelminder.project import Project
+
+from .worlds import served_world
+
+DAY = 86_400_000_000
+START = 20_454  # 2026-01-01 in days since the epoch: the simulator's first day
+
+
+@pytest.fixture(scope="module")
+def steady(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, MonitorReport]:
+    """All fraud patterns all the time; a holiday season (days 55-72) changes the data."""
+    project = served_world(
+        tmp_path_factory.mktemp("steady") / "p", schedule="steady", cards=200, train_days=45
+    )
+    return project, run_monitor(project)
+
+
+@pytest.fixture(scope="module")
+def adaptive(tmp_path_factory: pytest.TempPathFactory) -> MonitorReport:
+    """Fraud patterns take turns: the model meets patterns it never saw."""
+    project = served_world(
+        tmp_path_factory.mktemp("adaptive") / "p", schedule="adaptive", cards=300, train_days=35
+    )
+    return run_monitor(project)
+
+
+def _day(us: int) -> int:
+    return us // DAY - START
+
+
+def test_holiday_is_data_drift_without_a_performance_alert(
+    steady: tuple[Project, MonitorReport],
+) -> None:
+    report = steady[1]
+    kinds = Counter(a.kind for a in report.alerts)
+    assert kinds["performance"] == 0 and kinds["concept_drift"] == 0
+    drift = [a for a in report.alerts if a.kind == "data_drift"]
+    in_holiday = [a for a in drift if 55 <= _day(a.window_start) < 72]
+    assert len(in_holiday) >= 5  # several features move when the season starts
+    # and the season is where drift concentrates: more alerts start there than in the
+    # 27 ordinary days around it together
+    assert len(in_holiday) > len(drift) - len(in_holiday)
+    assert {"window_start", "coverage", "est_auc", "auc"} <= set(report.windows.columns)
+
+
+def test_a_change_of_fraud_pattern_is_caught(adaptive: MonitorReport) -> None:
+    caught = [a for a in adaptive.alerts if a.kind in ("performance", "concept_drift")]
+    assert caught, Counter(a.kind for a in adaptive.alerts)
+    first = min(caught, key=lambda a: a.window_start)
+    assert first.severity == "severe"
+    assert "rate_after" in first.evidence or "auc" in first.evidence
+
+
+def test_healthy_serving_has_no_skew_and_a_broken_feature_is_named(
+    steady: tuple[Project, MonitorReport],
+) -> None:
+    project, report = steady
+    assert report.skew["checked"] == 2000 and report.skew["mismatches"] == {}
+    assert not [a for a in report.alerts if a.kind == "skew"]
+    plan = project.plan()
+    with project.open_log() as log:
+        served = PredictionTopic(log).frame().tail(300)
+        features = np.array(served.get_column("features").to_list())
+        broken = plan.names.index("card_amount_sum_1h")
+        features[:, broken] *= 1.01  # a live path that computes one feature slightly wrong
+        result = check_served(log, plan, served.get_column("event_id").to_list(), features.tolist())
+    moved = int(np.sum(np.asarray(served.get_column("features").to_list())[:, broken] != 0))
+    assert result.mismatches == {"card_amount_sum_1h": moved} and moved > 0
+
+
+def test_alerts_are_recorded_once_and_reruns_add_nothing(
+    steady: tuple[Project, MonitorReport],
+) -> None:
+    project, report = steady
+    again = run_monitor(project)
+    assert again.new_alerts == [] and len(again.alerts) == len(report.alerts)
+    with project.open_log() as log:
+        assert len(AlertLog(log).read()) == len(report.alerts)
+
+
+def test_bad_input_gets_a_clear_message(steady: tuple[Project, MonitorReport]) -> None:
+    project = steady[0]
+    with pytest.raises(MinderError, match="Nothing was served in that range"):
+        run_monitor(project, MonitorConfig(from_ts=0, to_ts=DAY))
+    with pytest.raises(MinderError, match="--from must be before --to"):
+        run_monitor(project, MonitorConfig(from_ts=DAY, to_ts=DAY))
+    with pytest.raises(MinderError, match="monitor 'window'"):
+        run_monitor(project, MonitorConfig(window="fortnightly"))
+    with pytest.raises(MinderError, match="probing entity 'colour' is not an event field"):
+        run_monitor(project, MonitorConfig(entity="colour"))
+
+
+def test_the_cli_prints_a_table_or_json_and_exits_1_on_open_severe_alerts(
+    steady: tuple[Project, MonitorReport],
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from modelminder.cli import app
+
+    project = steady[0]
+    runner = CliRunner()
+    as_json = runner.invoke(app, ["monitor", "--json", "--project", str(project.root)])
+    body = json.loads(as_json.stdout)
+    assert {"windows", "alerts", "skew", "open_severe", "as_of"} <= set(body)
+    assert as_json.exit_code == (1 if body["open_severe"] else 0)
+    table = runner.invoke(app, ["monitor", "--window", "week", "--project", str(project.root)])
+    assert "Monitor, one row per window" in table.stdout and "skew: 2,000" in table.stdout
+    assert table.exit_code in (0, 1)
+    bad = runner.invoke(app, ["monitor", "--from", "soon", "--project", str(project.root)])
+    # (main() turns a MinderError into this message and exit code 2)
+    assert isinstance(bad.exception, MinderError) and "--from must be an ISO" in str(bad.exception)
