@@ -2,19 +2,21 @@
 
 Data: ``--events`` predictions (default 1M) over 30 daily windows (~33k rows each), 20 columns
 (17 card-fraud-like numeric features, the model score, 2 categorical), against a reference of
-200k rows (the 6 days before). Every day -- reference days too -- gets its own small random
-offsets (a stable real stream varies more than iid sampling). Days 0-19 are stable; on days
-20-29 known features drift (a mean shift, a wider spread, a subtle shift, more missing values,
-a new channel, a country mix change), and on days 27-29 the relation of ``amount`` to the
-card's history breaks while every marginal stays put (the multivariate signal's case).
+200k rows (10k a day over the 20 days before, as a training sample would be). Every day --
+reference days too -- gets its own small random offsets (a stable real stream varies more than
+iid sampling). Days 0-19 are stable; on days 20-29 known features drift (a mean shift, a wider
+spread, a subtle shift, more missing values, a new channel, a country mix change), and on days
+27-29 the relation of ``amount`` to the card's history breaks while every marginal stays put
+(the multivariate signal's case).
 
-modelminder: build the Reference from the reference rows, then one report over the 30 windows
-(best of ``--repeat``, each with a fresh monitor). Evidently 0.7.23 (its own virtualenv in
-``bench-data/evidently-venv``, created on first run; pandas < 3, which 0.7.23 needs): its
-``DataDriftPreset`` with tests, per window against the reference, in a subprocess reading the
-same Parquet files; timed are the datasets, the report runs and reading their results (not
-the venv, the Parquet reading or the split into days). A feature counts as flagged by
-modelminder if any of its statistics drifted; by Evidently if its column drift test failed.
+modelminder: build the Reference from the reference rows (one chunk per day, as long as a
+window), then one report over the 30 windows (best of ``--repeat``, each with a fresh
+monitor). Evidently 0.7.23, in its own virtualenv (``bench-data/evidently-venv``, created on
+first run, with pandas < 3, which 0.7.23 needs): its ``DataDriftPreset`` with tests, per
+window against the reference, in a subprocess reading the same Parquet files. Timed there are
+the datasets, the report runs and reading their results -- not the venv, the Parquet reading
+or the split into days. A feature counts as flagged by modelminder if any of its statistics
+drifted, by Evidently if its column drift test failed.
 
 Target (issue 5): >= 10x faster than Evidently, at no worse false-alarm rate on the stable
 parts (window x features known to be stable).
@@ -40,7 +42,7 @@ from modelminder.monitoring.reference import Reference
 
 EVIDENTLY = "0.7.23"
 PANDAS = "2.3.3"  # evidently 0.7.23 imports a helper that pandas 3 removed
-DAYS, REF_DAYS, REF_ROWS = 30, 6, 200_000
+DAYS, REF_DAYS, REF_ROWS = 30, 20, 200_000
 NUMERIC = [
     "amount", "card_amount_mean_30d", "card_amount_max_24h", "card_count_1h", "card_count_24h",
     "card_count_7d", "card_merchants_24h", "card_amount_sum_24h", "card_secs_since_last",
@@ -177,7 +179,7 @@ def features(
 
 
 def data(events: int) -> tuple[Path, Path]:
-    folder = DATA / f"drift-{events}"
+    folder = DATA / f"drift-{events}-ref{REF_DAYS}d"
     ref, cur = folder / "reference.parquet", folder / "current.parquet"
     if not cur.exists():
         folder.mkdir(parents=True, exist_ok=True)
@@ -219,6 +221,7 @@ def ours(ref: pl.DataFrame, cur: pl.DataFrame) -> DriftReport:
         ref.select(NUMERIC).to_numpy(),
         NUMERIC,
         {c: ref.get_column(c) for c in CATEGORICAL},
+        chunks=REF_DAYS,  # one chunk per day: chunks as long as the windows
     )
     return DriftMonitor(reference).report(
         cur.select(NUMERIC).to_numpy(),
@@ -252,8 +255,8 @@ def main() -> None:
     t_ours, report = best(lambda: ours(ref, cur), args.repeat)
 
     python = evidently_python()
-    out = DATA / f"drift-{args.events}" / "evidently.json"
-    runner = DATA / f"drift-{args.events}" / "evidently_runner.py"
+    out = ref_path.parent / "evidently.json"
+    runner = ref_path.parent / "evidently_runner.py"
     runner.write_text(RUNNER)
     cmd = [str(python), str(runner), str(ref_path), str(cur_path), str(out)]
     print("running Evidently's DataDriftPreset per window (a few minutes) ...", flush=True)

@@ -61,6 +61,36 @@ def monitor(
         raise typer.Exit(1)
 
 
+def report(
+    out_path: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path(
+        "report.html"
+    ),
+    start: Annotated[str | None, typer.Option("--from", help="First event time (ISO).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="End event time (ISO, excluded).")] = None,
+    window: Annotated[str, typer.Option(help="hour, day, week or a duration like 6h.")] = "day",
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Write a self-contained HTML monitoring report (works offline; aggregates only): drift
+    over time per feature, performance with label coverage, estimate vs actual, alerts.
+
+    Example: minder report --out report.html --window day --project myproj
+    """
+    from modelminder.monitoring.monitor import MonitorConfig, run_monitor
+    from modelminder.project import load_project
+    from modelminder.report.monitor_html import write
+
+    config = MonitorConfig(
+        window=window, from_ts=parse_time(start, "--from"), to_ts=parse_time(end, "--to")
+    )
+    with console.status("monitoring") as status:
+        result = run_monitor(load_project(project), config, progress=lambda m: status.update(m))
+    path = write(result, out_path)
+    out.print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {len(result.alerts)} alert(s), "
+        f"{len(result.open_severe)} severe and open)"
+    )
+
+
 def _print(report: Any) -> None:
     from rich.table import Table
 
@@ -120,3 +150,4 @@ def _pct(v: Any) -> str:
 
 def register_monitoring(app: typer.Typer) -> None:
     app.command()(monitor)
+    app.command()(report)

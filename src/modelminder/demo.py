@@ -154,4 +154,17 @@ def run_demo(
         f"7. Skew check: replayed the log and compared all {len(report.mismatches)} features of "
         f"the {n:,} served events with what was served: {verdict}."
     )
+    from modelminder.monitoring.monitor import MonitorConfig, run_monitor
+
+    t0 = time.perf_counter()
+    watched = run_monitor(project, MonitorConfig(window="6h", skew_sample=0))
+    kinds = sorted({a.kind for a in watched.alerts})
+    drifted = sorted({a.subject for a in watched.alerts if a.kind == "data_drift"})
+    console.print(
+        f"8. Monitor ({time.perf_counter() - t0:.0f}s): {watched.windows.height} six-hour windows "
+        f"of served events, {len(watched.alerts)} alert(s) "
+        f"({', '.join(kinds) or 'none'}); drifting: {', '.join(drifted[:5]) or 'nothing'}. "
+        f"Labels for these hours have not arrived yet, so performance is the label-free "
+        f"estimate. See: minder monitor --project {workdir}"
+    )
     console.print(f"Outputs in {workdir}/ (minder.db, features.parquet, models/, serving.db).")

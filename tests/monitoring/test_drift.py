@@ -135,9 +135,9 @@ def test_statistics_agree_with_plain_and_exact_computations() -> None:
         ps = (kc + 0.5) / (kc.sum() + 0.5 * kc.size)
         qs = (rc + 0.5) / (rc.sum() + 0.5 * rc.size)
         assert got[s.name, "psi"] == pytest.approx(float(np.sum((ps - qs) * np.log(ps / qs))))
-        js = stats.entropy  # scipy's JS distance, base 2, on the same bins
+        kl = stats.entropy  # scipy's Kullback-Leibler divergence; JS averages two of them
         m = (kc / kc.sum() + rc / rc.sum()) / 2
-        plain_js = np.sqrt((js(kc / kc.sum(), m, base=2) + js(rc / rc.sum(), m, base=2)) / 2)
+        plain_js = np.sqrt((kl(kc / kc.sum(), m, base=2) + kl(rc / rc.sum(), m, base=2)) / 2)
         assert got[s.name, "js"] == pytest.approx(plain_js, abs=1e-9)
         # KS on the grid: never above the exact statistic, at most one cell's mass below it.
         cur, ref = cur[np.isfinite(cur)], ref[np.isfinite(ref)]

@@ -88,10 +88,12 @@ def test_alerts_are_recorded_once_and_reruns_add_nothing(
     steady: tuple[Project, MonitorReport],
 ) -> None:
     project, report = steady
+    with project.open_log() as log:
+        before = len(AlertLog(log).read())
     again = run_monitor(project)
     assert again.new_alerts == [] and len(again.alerts) == len(report.alerts)
     with project.open_log() as log:
-        assert len(AlertLog(log).read()) == len(report.alerts)
+        assert len(AlertLog(log).read()) == before
 
 
 def test_bad_input_gets_a_clear_message(steady: tuple[Project, MonitorReport]) -> None:
@@ -125,5 +127,65 @@ def test_the_cli_prints_a_table_or_json_and_exits_1_on_open_severe_alerts(
     assert "Monitor, one row per window" in table.stdout and "skew: 2,000" in table.stdout
     assert table.exit_code in (0, 1)
     bad = runner.invoke(app, ["monitor", "--from", "soon", "--project", str(project.root)])
+    html = project.root / "report.html"
+    wrote = runner.invoke(app, ["report", "--out", str(html), "--project", str(project.root)])
+    assert wrote.exit_code == 0, wrote.output
+    assert html.stat().st_size > 1_000_000 and "Alerts timeline" in html.read_text()
     # (main() turns a MinderError into this message and exit code 2)
     assert isinstance(bad.exception, MinderError) and "--from must be an ISO" in str(bad.exception)
+
+
+def test_monitor_endpoints_serve_alerts_and_reports_to_reviewers(
+    steady: tuple[Project, MonitorReport],
+) -> None:
+    from starlette.testclient import TestClient
+
+    from modelminder.serving.app import create_app
+    from modelminder.serving.service import Service
+
+    project, report = steady
+    service = Service(project)
+    try:
+        reviewer = service.store.create_token("reviewer")
+        worker = service.store.create_token("service")
+        with TestClient(create_app(service)) as client:
+            auth = {"Authorization": f"Bearer {reviewer}"}
+            alerts = client.get("/v1/monitor/alerts", headers=auth)
+            assert alerts.status_code == 200
+            # (other tests' runs, e.g. by week, recorded alerts of their own too)
+            returned = {
+                (a["kind"], a["subject"], a["window_start"]) for a in alerts.json()["alerts"]
+            }
+            assert {(a.kind, a.subject, a.window_start) for a in report.alerts} <= returned
+            got = client.get(
+                "/v1/monitor/report", params={"window": "week", "from": "2026-02-15"}, headers=auth
+            )
+            assert got.status_code == 200, got.text
+            body = got.json()
+            assert body["window_us"] == 7 * DAY and body["windows"]
+            assert client.get("/v1/monitor/alerts").status_code == 401
+            other = client.get("/v1/monitor/alerts", headers={"Authorization": f"Bearer {worker}"})
+            assert other.status_code == 403
+            bad = client.get("/v1/monitor/alerts", params={"since": "soon"}, headers=auth)
+            assert bad.status_code == 422 and "'since' must be an ISO-8601" in bad.text
+            spec = client.get("/openapi.json").json()
+            assert {"/v1/monitor/alerts", "/v1/monitor/report"} <= set(spec["paths"])
+    finally:
+        service.close()
+
+
+def test_served_vectors_that_do_not_fit_the_model_are_reported_not_averaged() -> None:
+    import polars as pl
+
+    from modelminder.monitoring.monitor import _schema
+    from modelminder.registry.store import ModelRecord
+
+    part = pl.DataFrame({"window_start": [0, 0, DAY], "features": [[1.0, 2.0], [1.0], [1.0, 2.0]]})
+    record = ModelRecord("v1", 0, "accepted", (), "x", {"feature_names": ["a", "b"]}, "t")
+    kept, alerts = _schema(part, record, ["a", "b"], DAY)
+    assert kept.height == 2
+    assert [(a.subject, a.severity, a.evidence["widths"]) for a in alerts] == [
+        ("schema: served vector", "severe", [1])
+    ]
+    _, changed = _schema(part, record, ["a", "c"], DAY)
+    assert "schema: feature set" in [a.subject for a in changed]

@@ -42,10 +42,17 @@ as they are). For a window with ``n`` rows and a reference of ``N`` rows::
   gamma distribution fitted to the resampled ``d**2`` by its mean and variance (every statistic
   here is close to a quadratic form of the count noise, i.e. a weighted sum of chi-squares),
   which is stable far in the tail with a thousand resamples.
-* ``natural`` is the largest departure between reference chunks beyond what sampling
-  explains: for each chunk k, ``sqrt(max(0, d_k**2 - E[d**2 at m_k]))`` with ``d_k`` the chunk
-  against the rest of the reference; the largest over chunks. A stable real stream varies
-  more between periods than iid sampling does, and this term does not shrink with ``n``.
+* ``natural`` is how far a stable period departs from the rest beyond what sampling explains.
+  For each reference chunk k, ``e_k = d_k**2 - E[d**2 at m_k]``, with ``d_k`` the chunk
+  against the rest of the reference and ``E`` the bootstrap mean at the chunk's ``n_eff``.
+  The term is the larger of ``max_k sqrt(e_k)`` and ``z * sqrt(mean_k e_k)``, with ``z`` the
+  two-sided ``1 - a`` prediction multiplier of a new period from ``K`` observed ones (Student
+  t with ``K - 1`` degrees of freedom, times ``sqrt(1 + 1/K)``): ten chunks cannot show a
+  1-in-500 day, so the tail is extrapolated from their spread, and widened for how little
+  ``K`` chunks tell (below 5 chunks only the largest departure counts). A stable real stream
+  varies more between periods than iid sampling does, and this term does not shrink with
+  ``n``. Make a chunk about as long as a window (e.g. one per day of training data with daily
+  windows: ``Reference.build(chunks=days)``).
 * ``a`` is ``false_alarm_rate`` (default 1% per window x feature) split evenly over the
   feature's statistics (Bonferroni), so a window x feature alarms on a stable stream at most
   about that often. Raw p-values are never used: at large ``n`` they call any tiny, harmless
@@ -253,8 +260,7 @@ class DriftMonitor:
         findings: list[tuple[int, str, str, str]] = []
         col = {name: j for j, name in enumerate(feature_names)}
         feats = [
-            self._numeric(s, i, x[:, col[s.name]], widx, rows, ids, findings)
-            for i, s in enumerate(ref.numeric)
+            self._numeric(s, x[:, col[s.name]], widx, rows, ids, findings) for s in ref.numeric
         ]
         feats += [
             self._categorical(s, cats[s.name], widx, rows, ids, findings) for s in ref.categorical
@@ -267,7 +273,6 @@ class DriftMonitor:
     def _numeric(
         self,
         s: NumericSummary,
-        index: int,
         x: Floats,
         widx: Ints,
         rows: Ints,
@@ -331,7 +336,7 @@ class DriftMonitor:
         ref = self.reference
         big_n = float(self._summary(name).counts.sum())
         alpha = self.config.false_alarm_rate / stats
-        natural = self._natural_term(name)
+        natural = self._natural_term(name, alpha)
         out = np.empty((stats, n.size))
         dist_b = _bucket(n * big_n / np.maximum(n + big_n, 1))
         miss_b = _bucket(rows * ref.rows / (rows + ref.rows))
@@ -374,8 +379,8 @@ class DriftMonitor:
             self._quantiles[key] = np.array([_gamma_quantile(row**2, 1.0 - alpha) for row in draws])
         return self._quantiles[key] ** 0.5
 
-    def _natural_term(self, name: str) -> Floats:
-        """Per statistic: the largest chunk departure beyond what sampling explains."""
+    def _natural_term(self, name: str, alpha: float) -> Floats:
+        """Per statistic: how far a stable period departs beyond what sampling explains."""
         if name in self._natural:
             return self._natural[name]
         ref, s = self.reference, self._summary(name)
@@ -403,7 +408,7 @@ class DriftMonitor:
         typical = float(np.median(m_eff[0]))
         mean_sq = np.array([np.mean(r**2) for r in self._draws(name, typical)])
         expected = mean_sq[:, None] * typical / np.maximum(m_eff, 1.0)
-        out: Floats = np.sqrt(np.maximum(d**2 - expected, 0.0)).max(axis=1)
+        out = _spread(d**2 - expected, _multiplier(alpha / 2, m.size))
         self._natural[name] = out
         return out
 
@@ -436,7 +441,8 @@ class DriftMonitor:
         if m.size >= 2:
             rest = (big_n * mu - m * p.chunk_error_means) / (big_n - m)
             gap = (p.chunk_error_means - rest) ** 2 - var / (m * (big_n - m) / big_n)
-            natural = float(np.sqrt(np.maximum(gap, 0.0)).max())
+            z = _multiplier(self.config.false_alarm_rate, m.size)
+            natural = float(_spread(gap[None, :], z)[0])
         excess = resid / rows[:, None] - p.residual
         top = self.config.top
         value, threshold = err / rows / mu, (q + natural) / mu
@@ -495,6 +501,23 @@ def _categorical_distances(k: Floats, r: Floats) -> Floats:
     qs = (r + 0.5) / (big_n + 0.5 * r.shape[-1])
     chi2 = ((k - n * qs) ** 2 / (n * qs)).sum(-1)
     return np.stack([np.sqrt(chi2 / n[..., 0]), _js(k / n, r / big_n)])
+
+
+def _multiplier(tail: float, chunks: int) -> float:
+    """Student-t prediction multiplier: how far a new period may depart, in root mean squares
+    of ``chunks`` observed ones, with probability ``tail`` (0 below 5 chunks: too few to
+    extrapolate from, so only the largest chunk departure counts)."""
+    if chunks < 5:
+        return 0.0
+    return float(sps.t.isf(tail, chunks - 1) * np.sqrt(1.0 + 1.0 / chunks))
+
+
+def _spread(excess: Floats, z: float) -> Floats:
+    """Natural departure per row of squared chunk excesses (rows x chunks): the larger of the
+    largest one and ``z`` times their root mean square (a normal tail beyond the few chunks)."""
+    rms = np.sqrt(np.maximum(excess.mean(axis=1), 0.0))
+    out: Floats = np.maximum(np.sqrt(np.maximum(excess, 0.0)).max(axis=1), z * rms)
+    return out
 
 
 def _gamma_quantile(sample: Floats, level: float) -> float:

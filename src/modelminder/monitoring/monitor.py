@@ -153,6 +153,10 @@ def run_monitor(
         for version, record in records.items():
             part = served.filter(pl.col("model_version") == version)
             say(f"model {version}: {part.height:,} served events")
+            part, schema_alerts = _schema(part, record, plan.names, size)
+            alerts += schema_alerts
+            if part.height == 0:
+                continue
             outcome = _outcomes(part, labels, record, as_of)
             report = _drift(part, record, cfg, cats, notes)
             if report is not None:
@@ -164,6 +168,7 @@ def run_monitor(
             alerts += perf_alerts
             alerts += _probing(part, entity, version, cfg)
         alerts += _volume(served, size)
+        alerts += _label_volume(log, served, size)
         skew: dict[str, Any] = {"checked": 0, "mismatches": {}}
         if cfg.skew_sample:
             say("replaying the log for the skew check")
@@ -361,6 +366,80 @@ def _quality_alerts(
                     f,
                     f"{f['share']:.1%} of '{f['feature']}' lies outside the training range "
                     f"{f['reference_range']}: the model extrapolates there.",
+                )
+            )
+    return out
+
+
+def _schema(
+    part: pl.DataFrame, record: ModelRecord, plan_names: list[str], size: int
+) -> tuple[pl.DataFrame, list[Alert]]:
+    """Served vectors that do not fit the model's features (a schema change between what was
+    served and what the model expects) are reported and left out of the statistics."""
+    names = list(record.meta.get("feature_names", []))
+    out: list[Alert] = []
+    if names != plan_names:
+        start = int(part.get_column("window_start").min())  # type: ignore[arg-type]
+        end = int(part.get_column("window_start").max()) + size  # type: ignore[arg-type]
+        out.append(
+            Alert(
+                "data_quality",
+                "warn",
+                "schema: feature set",
+                record.version,
+                start,
+                end,
+                {"model": names, "project": plan_names},
+                f"Model {record.version} was trained on other features than the project now "
+                "defines: retrain it before promoting anything new.",
+            )
+        )
+    width = pl.col("features").list.len()
+    wrong = part.filter(width != len(names))
+    for (start,), g in wrong.group_by(["window_start"], maintain_order=True):
+        widths = sorted(set(g.get_column("features").list.len().to_list()))
+        out.append(
+            Alert(
+                "data_quality",
+                "severe",
+                "schema: served vector",
+                record.version,
+                int(start),
+                int(start) + size,
+                {"rows": g.height, "widths": widths, "expected": len(names)},
+                f"{g.height} served feature vectors have {widths} values where model "
+                f"{record.version} expects {len(names)}: the serving path and the model "
+                "disagree on the feature set. Redeploy the server with the model's features.",
+            )
+        )
+    return part.filter(width == len(names)), out
+
+
+def _label_volume(log: EventLog, served: pl.DataFrame, size: int) -> list[Alert]:
+    """Labels arriving per window and source (a feed that stops is a monitoring blind spot)."""
+    lo = int(served.get_column("window_start").min())  # type: ignore[arg-type]
+    hi = int(served.get_column("window_start").max()) + size  # type: ignore[arg-type]
+    labels = log.read("labels", from_ts=lo, to_ts=hi)
+    out: list[Alert] = []
+    for (source,), g in labels.group_by(["source"], maintain_order=True):
+        per = g.with_columns(w=(pl.col("known_at") // size) * size).group_by("w").len().sort("w")
+        # Windows with no label at all count as zero (a stopped feed), up to the last full one.
+        starts = list(range(int(per.get_column("w").min()), hi - size, size))  # type: ignore[arg-type]
+        counts = dict(
+            zip(per.get_column("w").to_list(), per.get_column("len").to_list(), strict=True)
+        )
+        for f in volume_findings([counts.get(w, 0) for w in starts], starts):
+            out.append(
+                Alert(
+                    "volume",
+                    "warn",
+                    f"labels from {source} ({f['change']})",
+                    "all",
+                    f["window_start"],
+                    f["window_start"] + size,
+                    f,
+                    f"{f['count']:,} labels from '{source}' in the window against a typical "
+                    f"{f['typical']:,.0f}: a {f['change']}. Check that the label feed runs.",
                 )
             )
     return out

@@ -5,9 +5,10 @@ per numeric feature, a grid of reference quantiles (101 by default: the 0%, 1%, 
 quantiles, ties merged) with the reference's row count and mean value in each *cell* of that
 grid; per categorical feature, the counts of its most frequent categories; and the same counts
 for ``chunks`` consecutive, time-ordered slices of the reference rows, so thresholds can be
-calibrated on how much a stable stream varies between periods. A small PCA model gives one
-whole-vector drift signal. Everything is counts, quantiles and means: its size depends on the
-number of features, cells and chunks, never on the number of training rows.
+calibrated on how much a stable stream varies between periods. A small PCA model of the
+features' normal scores gives one whole-vector drift signal. Everything is counts, quantiles
+and means: its size depends on the number of features, cells and chunks, never on the number
+of training rows.
 
 Cells of a numeric feature with grid ``g_0 < g_1 < ... < g_m`` are ``x < g_0`` (cell 0, empty
 in the reference), ``g_(j-1) <= x < g_j`` (cell j) and ``x >= g_m`` (the last cell). The coarse
@@ -88,11 +89,13 @@ class CategoricalSummary:
 
 @dataclass(frozen=True, eq=False)
 class PcaSummary:
-    """A PCA model of the standardized numeric features and its reconstruction error.
+    """A PCA model of the numeric features and its reconstruction error.
 
-    A row's error is the mean squared residual over ``features`` after projecting the
-    standardized row (missing values at the reference mean) on ``components``.
-    ``residual[f]`` is the reference's mean squared residual of feature f, used to name the
+    Each feature enters as its normal score through the reference's CDF (see
+    :func:`normal_scores`), standardized by ``center`` and ``scale``; a missing value sits at
+    zero. A row's error is its mean squared residual over ``features`` after projecting on
+    ``components``. ``chunk_error_means`` is the mean error of each reference chunk, and
+    ``residual[f]`` the reference's mean squared residual of feature f, used to name the
     features that explain a rise in error.
     """
 
@@ -165,11 +168,13 @@ class Reference:
         grid
             Quantiles kept per numeric feature (0% to 100%, evenly spaced).
         chunks
-            Consecutive slices of the rows whose differences calibrate the thresholds.
+            Consecutive, equal slices of the rows whose differences calibrate the thresholds.
+            Make one about as long as a monitoring window (e.g. the number of days the
+            training rows cover, for daily windows). A chunk has at least 20 rows.
         max_categories
             Categories kept per categorical feature; the rest are counted as ``__other__``.
         pca_variance
-            Share of the standardized variance the PCA components keep.
+            Share of the (normal-score) variance the PCA components keep.
         """
         _check_options(bins, grid, chunks, max_categories, pca_variance)
         x = np.asarray(matrix, dtype=np.float64)

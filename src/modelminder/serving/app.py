@@ -29,6 +29,7 @@ from prometheus_client import (
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from modelminder.errors import MinderError, RegistryError, SchemaError
+from modelminder.serving.monitor_routes import add_monitor_routes
 from modelminder.serving.schemas import (
     IngestResult,
     LabelsResult,
@@ -274,6 +275,8 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
             version = reg.rollback(actor=actor() + " (api)", reason="api rollback")
         service.reload_models()
         return {"champion": version}
+
+    add_monitor_routes(app, service, role("reviewer"), _responses)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
