@@ -13,6 +13,11 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,torch]'
+	@# The browser tests drive Debian's chromium; without it they are skipped (and say so).
+	@test -x /usr/bin/chromium || (command -v apt-get >/dev/null && \
+		(apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null))) || \
+		echo "note: Debian's chromium is not installed; browser tests will be skipped"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

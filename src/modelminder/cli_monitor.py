@@ -128,6 +128,13 @@ def _print(report: Any) -> None:
     if skew["checked"]:
         verdict = "no skew" if not skew["mismatches"] else f"SKEW in {sorted(skew['mismatches'])}"
         out.print(f"skew: {skew['checked']:,} served events replayed: {verdict}")
+    for version, streams in report.detectors.items():
+        for stream, found in streams.items():
+            counts = ", ".join(f"{name} {len(v)}" for name, v in found.items() if name != "labels")
+            out.print(
+                f"river detectors on '{stream}' (model {version}, {found['labels']:,} labels), "
+                f"windows signalled: {counts}"
+            )
     severe = report.open_severe
     out.print(
         f"{len(report.alerts)} alert(s), {len(report.new_alerts)} new, {len(severe)} severe "

@@ -261,3 +261,47 @@ def test_openapi_documents_errors_and_auth(client: TestClient) -> None:
     ref = predict["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
     assert ref.endswith("/ErrorBody")
     assert predict["security"] == [{"HTTPBearer": []}]
+
+
+def test_concurrent_requests_are_scored_together_and_answered_alone(
+    service: Service, live: tuple[Project, list[dict[str, Any]]]
+) -> None:
+    """Requests waiting together share one model call and one commit, yet each gets its own
+    answer: a bad one its own 422, a repeated event_id its first answer back; features as
+    served equal a replay of the log."""
+    import asyncio
+
+    import httpx2
+
+    from modelminder.monitoring.skew import check_served
+
+    project, pending = live
+    app = create_app(service, open_access=True)
+    batcher = app.state.batcher
+    goods = pending[800:830]
+
+    async def send() -> list[Any]:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as c:
+            calls = [c.post("/v1/predict", json={"events": [e]}) for e in goods]
+            calls.append(c.post("/v1/predict", json={"events": [pending[830] | {"amount": "x"}]}))
+            calls += [c.post("/v1/predict", json={"events": [pending[831]]}) for _ in range(2)]
+            return list(await asyncio.gather(*calls))
+
+    answers = asyncio.run(send())
+    assert [r.status_code for r in answers] == [200] * 30 + [422, 200, 200]
+    got = [r.json()["predictions"][0] for r in answers[:30]]
+    assert [p["event_id"] for p in got] == [e["event_id"] for e in goods]
+    assert sorted(r.json()["predictions"][0]["duplicate"] for r in answers[31:]) == [False, True]
+    assert 0 < batcher.batches < 30  # scored in fewer batches than requests
+    with project.open_log() as log:
+        served = [
+            p
+            for e in goods
+            for p in service.predictions.for_event(e["event_id"])
+            if p.role == "champion"
+        ]
+        result = check_served(
+            log, project.plan(), [p.event_id for p in served], [p.features for p in served]
+        )
+    assert result.checked == 30 and result.ok, result.mismatches

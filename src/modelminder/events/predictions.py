@@ -19,6 +19,7 @@ from modelminder.errors import LogError
 from modelminder.events.log import EventLog
 from modelminder.store.sqlite import RowInsert
 
+_COMPACT = (",", ":")
 _INSERT = RowInsert(
     "predictions",
     {
@@ -80,8 +81,10 @@ class PredictionTopic:
         self._fields = dict(log.schema.fields)
         with self._db.tx():
             self._db.fetch(
-                'CREATE TABLE IF NOT EXISTS predictions ("offset" INTEGER PRIMARY KEY '
-                "AUTOINCREMENT, event_id TEXT NOT NULL, served_at INTEGER NOT NULL, "
+                # No AUTOINCREMENT: nothing is ever deleted, so rowids only grow, and the extra
+                # sqlite_sequence write per prediction is saved.
+                'CREATE TABLE IF NOT EXISTS predictions ("offset" INTEGER PRIMARY KEY, '
+                "event_id TEXT NOT NULL, served_at INTEGER NOT NULL, "
                 "model_version TEXT NOT NULL, role TEXT NOT NULL, score REAL NOT NULL, "
                 "decision TEXT NOT NULL, latency_us INTEGER NOT NULL, features TEXT NOT NULL, "
                 "reasons TEXT NOT NULL)"
@@ -100,7 +103,8 @@ class PredictionTopic:
                         "event_id": p.event_id, "served_at": p.served_at,
                         "model_version": p.model_version, "role": p.role, "score": p.score,
                         "decision": p.decision, "latency_us": p.latency_us,
-                        "features": json.dumps(p.features), "reasons": json.dumps(p.reasons),
+                        "features": json.dumps(p.features, separators=_COMPACT),
+                        "reasons": json.dumps(p.reasons, separators=_COMPACT),
                     },
                 )  # fmt: skip
 

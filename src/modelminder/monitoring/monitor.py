@@ -90,6 +90,8 @@ class MonitorReport:
     new_alerts: list[Alert]
     skew: dict[str, Any]
     notes: list[str]
+    # version -> error stream -> {"labels": n, detector: [window starts where it signalled]}
+    detectors: dict[str, Any] = field(default_factory=dict)
 
     @property
     def open_severe(self) -> list[Alert]:
@@ -104,6 +106,7 @@ class MonitorReport:
             "open_severe": len(self.open_severe),
             "skew": self.skew,
             "notes": self.notes,
+            "detectors": self.detectors,
             "drift": {
                 version: _jsonable(rep.features.to_dicts()) for version, rep in self.drift.items()
             },
@@ -149,6 +152,7 @@ def run_monitor(
         notes: list[str] = []
         rows: list[dict[str, Any]] = []
         drift: dict[str, DriftReport] = {}
+        detectors: dict[str, Any] = {}
         records = _records(project, served.get_column("model_version").unique().to_list())
         for version, record in records.items():
             part = served.filter(pl.col("model_version") == version)
@@ -164,6 +168,7 @@ def run_monitor(
                 alerts += _drift_alerts(report, version, size)
             alerts += _quality_alerts(part, record, version, size)
             perf_rows, perf_alerts = _performance(part, outcome, record, version, cfg)
+            perf_alerts += _concept_alerts(part, outcome, version, cfg, detectors)
             rows += perf_rows
             alerts += perf_alerts
             alerts += _probing(part, entity, version, cfg)
@@ -179,7 +184,7 @@ def run_monitor(
     for sink in sinks:
         sink.deliver(new)
     windows = pl.DataFrame(rows) if rows else pl.DataFrame()
-    return MonitorReport(cfg, as_of, windows, drift, folded, new, skew, notes)
+    return MonitorReport(cfg, as_of, windows, drift, folded, new, skew, notes, detectors)
 
 
 # -- inputs -------------------------------------------------------------------------------
@@ -482,7 +487,6 @@ def _performance(
         rows.append({"window_start": start, "model_version": version, **w.to_dict()})
     rows.sort(key=lambda r: r["window_start"])
     alerts = _performance_alerts(data, record, version, cfg)
-    alerts += _concept_alerts(data, version, cfg)
     return rows, alerts
 
 
@@ -541,13 +545,21 @@ def _performance_alerts(
     return out
 
 
-def _concept_alerts(data: pl.DataFrame, version: str, cfg: MonitorConfig) -> list[Alert]:
+def _concept_alerts(
+    part: pl.DataFrame,
+    outcome: pl.DataFrame,
+    version: str,
+    cfg: MonitorConfig,
+    signals: dict[str, Any],
+) -> list[Alert]:
     """Concept-drift detectors over error streams in label-arrival order, never re-predicting:
     ``missed fraud`` (each arriving fraud label: 1 if its served score was under the review
     threshold) and ``error rate`` (every known outcome: 1 if the decision got it wrong). For
     rare fraud the first is the sensitive one: a new pattern shows as frauds the model let
     through, long before it moves the overall error rate."""
-    from modelminder.monitoring.detectors import AlarmPolicy
+    from modelminder.monitoring.detectors import DETECTORS, AlarmPolicy, detect
+
+    data = part.join(outcome, on="event_id", how="left")
 
     known = (
         data.filter(pl.col("outcome").is_not_null())
@@ -565,7 +577,15 @@ def _concept_alerts(data: pl.DataFrame, version: str, cfg: MonitorConfig) -> lis
     out: list[Alert] = []
     for subject, stream in streams.items():
         policy = AlarmPolicy(min_samples=cfg.min_positives if subject == "missed fraud" else 30)
-        for alarm in policy.alarms(stream.get_column("error").to_numpy()):
+        errors = stream.get_column("error").to_numpy()
+        # river's detectors with their defaults, for comparison: where each signals (window
+        # starts). Only the policy raises alerts (see docs/benchmarks.md for why).
+        starts = stream.get_column("window_start")
+        signals.setdefault(version, {})[subject] = {
+            "labels": len(errors),
+            **{d: sorted({int(starts[int(i)]) for i in detect(errors, d)}) for d in DETECTORS},
+        }
+        for alarm in policy.alarms(errors):
             at = stream.row(alarm.index, named=True)
             start = int(at["window_start"])
             evidence = {

@@ -29,6 +29,7 @@ from prometheus_client import (
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from modelminder.errors import MinderError, RegistryError, SchemaError
+from modelminder.serving.batching import MicroBatcher
 from modelminder.serving.monitor_routes import add_monitor_routes
 from modelminder.serving.schemas import (
     IngestResult,
@@ -149,6 +150,8 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
     )
 
     app.add_middleware(_Measure, requests=requests, latency=latency)
+    batcher = MicroBatcher(service)
+    app.state.batcher = batcher
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -202,7 +205,7 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         top reasons (the served features are logged: GET /v1/predictions/{event_id}). Events
         are appended to the log first; a retried event_id is not scored again and gets the
         first answer (``duplicate: true``)."""
-        results = service.predict(_dumps(body.events))
+        results = await batcher.predict(_dumps(body.events))
         for r in results:
             # The served features stay in the log (GET /v1/predictions/{event_id}).
             r.pop("features", None)

@@ -46,6 +46,10 @@ class MonitorOut(BaseModel):
     open_severe: int
     skew: dict[str, Any]
     notes: list[str]
+    detectors: dict[str, Any] = Field(
+        description="Per model version and error stream: where river's detectors (defaults) "
+        "signalled, as window starts; only the alarm policy raises alerts"
+    )
     drift: dict[str, list[dict[str, Any]]] = Field(
         description="Per model version: one row per window x feature (ratio to threshold...)"
     )

@@ -125,11 +125,9 @@ class Service:
         return self.champion is not None
 
     # -- events ---------------------------------------------------------------------------
-    def _new_events(
-        self, events: Sequence[Mapping[str, Any]]
-    ) -> tuple[list[dict[str, Any]], set[str]]:
-        """Validate and append a batch; the normalized rows and the ids that were already in
-        the log (whole batch rejected on any error, nothing written)."""
+    def validate(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The batch's rows, normalized; raises :class:`SchemaError` (naming the field) if any
+        event is invalid. Touches nothing."""
         rows = validate_rows(events, self.log.schema.fields, ("ts",))
         # An event stamped in the future would sit in every window until its time came and
         # then vanish: a clock error at the source, refused rather than folded.
@@ -145,8 +143,13 @@ class Service:
         ids = [r["event_id"] for r in rows]
         if len(set(ids)) != len(ids):
             raise SchemaError("The batch repeats an event_id; send each event once.")
+        return rows
+
+    def _new_events(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Append validated rows (see :meth:`validate`); the ids that were already logged."""
+        ids = [r["event_id"] for r in rows]
         new = self.log.append_event_rows(rows)
-        return rows, {i for i, is_new in zip(ids, new, strict=True) if not is_new}
+        return {i for i, is_new in zip(ids, new, strict=True) if not is_new}
 
     def _fold(self, row: dict[str, Any]) -> Any:
         """Fold one new event into the live state (after any label that arrived before it,
@@ -182,8 +185,9 @@ class Service:
 
     def ingest(self, events: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         """Append events without scoring; new ones are folded into the live state."""
+        rows = self.validate(events)  # before the transaction: a bad batch costs no rebuild
         with self._consistent():
-            rows, known = self._new_events(events)
+            known = self._new_events(rows)
             fresh = [r for r in rows if r["event_id"] not in known]
             for row in fresh:
                 self._fold(row)
@@ -197,55 +201,65 @@ class Service:
                 "No model is champion yet, so nothing can be scored. Train one (minder train) "
                 "and promote it (minder models promote VERSION)."
             )
-        results: list[dict[str, Any]] = []
+        results: list[dict[str, Any] | None] = []
         served: list[Prediction] = []
+        started = time.perf_counter()
+        rows = self.validate(events)  # before the transaction: a bad batch costs no rebuild
         # One transaction: the events and their predictions commit together, once.
         with self._consistent():
-            started = time.perf_counter()
-            rows, known = self._new_events(events)
-            names = self.plan.names
+            known = self._new_events(rows)
+            fresh: list[tuple[int, str]] = []  # (position in the answer, event_id)
+            vectors = []
             for row in rows:
-                t0 = time.perf_counter()
                 event_id = row["event_id"]
                 if event_id in known:
-                    previous = [
-                        p for p in self.predictions.for_event(event_id) if p.role == "champion"
-                    ]
-                    results.append(
-                        previous[0].to_dict() | {"duplicate": True}
-                        if previous
-                        else {
-                            "event_id": event_id,
-                            "duplicate": True,
-                            "score": None,
-                            "note": _NOT_SCORED,
-                        }
-                    )
+                    results.append(self._previous(event_id))
                     continue
-                x = self._fold(row).reshape(1, -1)
-                score = float(champion.model.predict(x)[0])
-                decision = self.policy.decide(score)
-                # Reasons where someone acts on the decision: contributions cost more than the
-                # prediction itself, and most events are approved.
-                reasons = _reasons(champion.model, x, names) if decision != "approve" else []
-                p = Prediction(
-                    event_id=event_id,
-                    served_at=self.clock.now_us(),
-                    model_version=champion.version,
-                    role="champion",
-                    score=score,
-                    decision=decision,
-                    latency_us=int((time.perf_counter() - t0) * 1e6),
-                    features=finite_or_none(x[0].tolist()),
-                    reasons=reasons,
-                )
-                served.append(p)
-                results.append(p.to_dict() | {"duplicate": False})
+                # Fold in order: each event's features see exactly the events before it.
+                vectors.append(self._fold(row))
+                fresh.append((len(results), event_id))
+                results.append(None)
+            if fresh:
+                X = np.vstack(vectors)
+                scores = champion.model.predict(X)  # one call for the batch: same scores
+                latency_us = int((time.perf_counter() - started) * 1e6)
+                now = self.clock.now_us()
+                for k, (at, event_id) in enumerate(fresh):
+                    score = float(scores[k])
+                    decision = self.policy.decide(score)
+                    # Reasons where someone acts on the decision: contributions cost more than
+                    # the prediction itself, and most events are approved.
+                    x = X[k : k + 1]
+                    reasons = (
+                        _reasons(champion.model, x, self.plan.names)
+                        if decision != "approve"
+                        else []
+                    )
+                    p = Prediction(
+                        event_id=event_id,
+                        served_at=now,
+                        model_version=champion.version,
+                        role="champion",
+                        score=score,
+                        decision=decision,
+                        latency_us=latency_us,
+                        features=finite_or_none(x[0].tolist()),
+                        reasons=reasons,
+                    )
+                    served.append(p)
+                    results[at] = p.to_dict() | {"duplicate": False}
             self.predictions.append(served)
             self.last_batch_seconds = time.perf_counter() - started
         if self.shadow is not None and served:  # only once the events are committed
             self._shadow_queue.put((served, self.shadow))
-        return results
+        return [r for r in results if r is not None]
+
+    def _previous(self, event_id: str) -> dict[str, Any]:
+        """The answer first given for an event already logged (a retry)."""
+        previous = [p for p in self.predictions.for_event(event_id) if p.role == "champion"]
+        if previous:
+            return previous[0].to_dict() | {"duplicate": True}
+        return {"event_id": event_id, "duplicate": True, "score": None, "note": _NOT_SCORED}
 
     def _shadow_worker(self) -> None:
         """Score served features with the shadow, off the request path; record, never decide.

@@ -177,7 +177,13 @@ def monitor_reference(
             if kind == "str" and name not in keys and events.get_column(name).n_unique() <= 50:
                 categorical[name] = events.get_column(name).to_list()
     matrix = np.column_stack([X[rows], scores_])
-    return Reference.build(matrix, [*data.feature_names, "score"], categorical).to_dict()
+    # One calibration chunk per day the rows cover: chunks as long as a (daily) window
+    # measure the day-to-day variation a stable stream really has.
+    ts = data.ts()[rows]
+    days = int((ts.max() - ts.min()) // 86_400_000_000) + 1 if len(ts) else 1
+    return Reference.build(
+        matrix, [*data.feature_names, "score"], categorical, chunks=max(2, min(days, 60))
+    ).to_dict()
 
 
 def _try_stack(
