@@ -258,3 +258,14 @@ def test_bad_config_is_named() -> None:
     report = monitor().report(x, NAMES, np.zeros(10, dtype=np.int64), cats)
     with pytest.raises(MonitorError, match="Window 3 is not in this report"):
         report.top_features(3)
+
+
+def test_a_single_missing_value_is_not_drift_but_a_missing_jump_is() -> None:
+    rng = np.random.default_rng(5)
+    ref = Reference.build(rng.normal(size=(20_000, 1)), ["amount"])
+    x = rng.normal(size=(600, 1))
+    x[0, 0] = np.nan  # window 0: one missing value (the reference had none)
+    x[300:360, 0] = np.nan  # window 1: 20% missing
+    report = DriftMonitor(ref).report(x, ["amount"], np.repeat([0, 1], 300))
+    missing = report.statistics.filter(pl.col("statistic") == "missing").sort("window")
+    assert missing.get_column("drifted").to_list() == [False, True]

@@ -177,15 +177,15 @@ def test_monitor_endpoints_serve_alerts_and_reports_to_reviewers(
 def test_served_vectors_that_do_not_fit_the_model_are_reported_not_averaged() -> None:
     import polars as pl
 
-    from modelminder.monitoring.monitor import _schema
+    from modelminder.monitoring.findings import schema_check
     from modelminder.registry.store import ModelRecord
 
     part = pl.DataFrame({"window_start": [0, 0, DAY], "features": [[1.0, 2.0], [1.0], [1.0, 2.0]]})
     record = ModelRecord("v1", 0, "accepted", (), "x", {"feature_names": ["a", "b"]}, "t")
-    kept, alerts = _schema(part, record, ["a", "b"], DAY)
+    kept, alerts = schema_check(part, record, ["a", "b"], DAY)
     assert kept.height == 2
     assert [(a.subject, a.severity, a.evidence["widths"]) for a in alerts] == [
         ("schema: served vector", "severe", [1])
     ]
-    _, changed = _schema(part, record, ["a", "c"], DAY)
+    _, changed = schema_check(part, record, ["a", "c"], DAY)
     assert "schema: feature set" in [a.subject for a in changed]

@@ -144,6 +144,8 @@ class DriftConfig:
         A statistic this many times past its threshold (as a distance) is ``severe``.
     top
         How many features ``top_features`` and ``multivariate_features`` name per window.
+    min_missing_change
+        The smallest change of a missing share that can alarm (0.01 = one percentage point).
     """
 
     false_alarm_rate: float = 0.01
@@ -151,11 +153,16 @@ class DriftConfig:
     seed: int = 0
     severe: float = 2.0
     top: int = 5
+    min_missing_change: float = 0.01
 
     def __post_init__(self) -> None:
         if not 0.0 < self.false_alarm_rate < 0.5:
             raise MonitorError(
                 f"'false_alarm_rate' must be in (0, 0.5), like 0.01. Got {self.false_alarm_rate}."
+            )
+        if not 0.0 <= self.min_missing_change < 1.0:
+            raise MonitorError(
+                f"'min_missing_change' must be in [0, 1), like 0.01. Got {self.min_missing_change}."
             )
         if self.bootstrap < 50 or self.severe <= 1.0 or self.top < 1:
             raise MonitorError(
@@ -344,7 +351,11 @@ class DriftMonitor:
             out[:-1, dist_b == b] = self._iid(name, int(b), alpha)[:-1, None]
         for b in np.unique(miss_b):
             out[-1, miss_b == b] = self._iid(name, int(b), alpha)[-1]
-        return np.maximum(out + natural[:, None], 1e-12)
+        out += natural[:, None]
+        # A practical floor: when the reference had no missing value, one NaN in a small
+        # window is "significant" yet says nothing; below this change the share never alarms.
+        out[-1] = np.maximum(out[-1], self.config.min_missing_change)
+        return np.maximum(out, 1e-12)
 
     def _summary(self, name: str) -> NumericSummary | CategoricalSummary:
         return self._by_name[name]

@@ -1,0 +1,43 @@
+"""What a monitor run looks at and how it judges (:class:`MonitorConfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modelminder.errors import MonitorError
+from modelminder.features.durations import parse_duration
+from modelminder.monitoring.drift import DriftConfig
+
+WINDOWS = {"hour": "1h", "day": "1d", "week": "7d"}
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """What a run looks at and how it judges (defaults suit card fraud)."""
+
+    window: str = "day"  # hour, day, week, or a duration like "6h"
+    from_ts: int | None = None
+    to_ts: int | None = None
+    as_of: int | None = None  # the run's "now" (default: the latest time in the log)
+    review_at: float = 0.2  # decision threshold: precision and recall count score >= this
+    block_at: float = 0.8  # probing looks just under it
+    entity: str | None = None  # probing's entity field (default: the first feature key)
+    skew_sample: int = 2000  # latest served events replayed for the skew check (0 = off)
+    perf_drop: float = 0.1  # AUC or recall this far below the out-of-time score alerts
+    min_positives: int = 30  # labelled positives before measured performance can alert
+    drift: DriftConfig = field(default_factory=DriftConfig)
+
+    @property
+    def window_us(self) -> int:
+        return parse_duration(WINDOWS.get(self.window, self.window), what="monitor 'window'")
+
+    def check(self) -> None:
+        if self.window_us <= 0:
+            raise MonitorError(f"The monitor window must be positive. Got {self.window!r}.")
+        if not 0.0 <= self.review_at <= self.block_at <= 1.0:
+            raise MonitorError(
+                "The thresholds must satisfy 0 <= review_at <= block_at <= 1. Got "
+                f"review_at={self.review_at}, block_at={self.block_at}."
+            )
+        if self.from_ts is not None and self.to_ts is not None and self.from_ts >= self.to_ts:
+            raise MonitorError("The monitored range is empty: --from must be before --to.")
