@@ -157,14 +157,20 @@ def run_demo(
     from modelminder.monitoring.monitor import MonitorConfig, run_monitor
 
     t0 = time.perf_counter()
-    watched = run_monitor(project, MonitorConfig(window="6h", skew_sample=0))
+    # Daily windows: a shorter window sees only part of the day, and a feature like the hour
+    # of day would "drift" against a reference of whole days.
+    watched = run_monitor(project, MonitorConfig(window="day", skew_sample=0))
     kinds = sorted({a.kind for a in watched.alerts})
     drifted = sorted({a.subject for a in watched.alerts if a.kind == "data_drift"})
     console.print(
-        f"8. Monitor ({time.perf_counter() - t0:.0f}s): {watched.windows.height} six-hour windows "
+        f"8. Monitor ({time.perf_counter() - t0:.0f}s): {watched.windows.height} daily window(s) "
         f"of served events, {len(watched.alerts)} alert(s) "
         f"({', '.join(kinds) or 'none'}); drifting: {', '.join(drifted[:5]) or 'nothing'}. "
-        f"Labels for these hours have not arrived yet, so performance is the label-free "
+        f"Labels for these days have not arrived yet, so performance is the label-free "
         f"estimate. See: minder monitor --project {workdir}"
     )
+    from modelminder.report.monitor_html import write
+
+    page = write(watched, workdir / "report.html")
+    console.print(f"   report with plots (works offline): {page}")
     console.print(f"Outputs in {workdir}/ (minder.db, features.parquet, models/, serving.db).")
