@@ -157,12 +157,17 @@ def test_monitor_endpoints_serve_alerts_and_reports_to_reviewers(
                 (a["kind"], a["subject"], a["window_start"]) for a in alerts.json()["alerts"]
             }
             assert {(a.kind, a.subject, a.window_start) for a in report.alerts} <= returned
+            with project.open_log() as log:
+                recorded = len(AlertLog(log).read())
             got = client.get(
-                "/v1/monitor/report", params={"window": "week", "from": "2026-02-15"}, headers=auth
+                "/v1/monitor/report", params={"window": "hour", "from": "2026-02-15"}, headers=auth
             )
+            with project.open_log() as log:  # a GET writes nothing (hourly alerts would be new)
+                assert len(AlertLog(log).read()) == recorded
             assert got.status_code == 200, got.text
             body = got.json()
-            assert body["window_us"] == 7 * DAY and body["windows"]
+            assert body["window_us"] == DAY // 24 and body["windows"] and body["alerts"]
+
             assert client.get("/v1/monitor/alerts").status_code == 401
             other = client.get("/v1/monitor/alerts", headers={"Authorization": f"Bearer {worker}"})
             assert other.status_code == 403

@@ -84,8 +84,11 @@ def run_monitor(
     *,
     sinks: Sequence[Sink] = (),
     progress: Progress | None = None,
+    record_alerts: bool = True,
 ) -> MonitorReport:
-    """Run every monitor over the configured range; record and deliver the alerts."""
+    """Run every monitor over the configured range; record the alerts in the log and deliver
+    the new ones to ``sinks``. ``record_alerts=False`` is a read-only run: nothing is written
+    or sent."""
     cfg = config or MonitorConfig()
     cfg.check()
     say = progress or (lambda _msg: None)
@@ -145,7 +148,7 @@ def run_monitor(
             skew, skew_alerts = findings.skew_check(log, plan, served, cfg.skew_sample, size)
             alerts += skew_alerts
         folded = _mark_open(fold(alerts, size), served, size)
-        new = AlertLog(log).record(folded)
+        new = AlertLog(log).record(folded) if record_alerts else []
     for sink in sinks:
         sink.deliver(new)
     windows = pl.DataFrame(rows) if rows else pl.DataFrame()
