@@ -39,6 +39,7 @@ class WindowPerformance:
     precision: float  # at the decision threshold (score >= threshold is flagged)
     recall: float
     calibration_error: float
+    auc_se: float  # Hanley-McNeil standard error of the measured AUC
     est_auc: float
     est_average_precision: float
     est_precision: float
@@ -81,15 +82,17 @@ def measure(
     precision = float(y[flagged].mean()) if flagged.any() else math.nan
     recall = float(y[flagged].sum() / positives) if positives else math.nan
     est = expected(scores, threshold) if estimate else {}
+    auc_value = auc(y, s) if enough else math.nan
     return WindowPerformance(
         rows=len(scores),
         known=int(known.sum()),
         positives=positives,
-        auc=auc(y, s) if enough else math.nan,
+        auc=auc_value,
         average_precision=average_precision(y, s) if enough else math.nan,
         precision=precision,
         recall=recall,
         calibration_error=calibration_error(y, s) if enough else math.nan,
+        auc_se=auc_standard_error(auc_value, positives, len(y) - positives),
         est_auc=est.get("auc", math.nan),
         est_average_precision=est.get("average_precision", math.nan),
         est_precision=est.get("precision", math.nan),

@@ -9,8 +9,9 @@ Sections, per model version where it applies:
   extreme window does not wash out the rest), the worst statistic in the hover; a line of the
   score's drift ratio and of the feature vector's (multivariate) one; a table of the features
   that drifted;
-* **performance over time with label coverage**: measured AUC and recall per window, with the
-  share of the window whose outcome is known as bars on a second axis;
+* **performance over time with label coverage**: measured AUC (with one standard error) and
+  recall per window, with the share of the window whose outcome is known as bars on a second
+  axis;
 * **estimate vs actual**: the label-free estimates of AUC and recall next to the measured ones;
 * **alerts timeline**: each (folded) alert as a bar from its first to its last window, one row
   per kind and subject, coloured by severity, the suggested action in the hover; then a table.
@@ -414,6 +415,12 @@ def _performance_part(page: _Page, version: str, w: pl.DataFrame) -> dict[str, A
             line_color=COLOURS[m],
             yaxis="y2",  # the overlaying axis: lines drawn above the bars
             hovertemplate=f"{m} %{{y:.3f}}<extra></extra>",
+            # AUC on a handful of frauds is noisy: one standard error either way.
+            error_y=(
+                {"type": "data", "array": _floats(w.get_column("auc_se")), "thickness": 1}
+                if m == "auc" and "auc_se" in w.columns
+                else None
+            ),
         )
         for m in ("auc", "recall")
     ]
