@@ -61,3 +61,12 @@ def test_bad_rows_are_rejected_by_both(change: dict[str, Any]) -> None:
         validate_rows([row, bad], FIELDS, ("ts",))
     with pytest.raises(SchemaError):
         normalize(pl.DataFrame([row, bad], strict=False), FIELDS, ("ts",))
+
+
+def test_text_that_is_not_unicode_is_refused() -> None:
+    from modelminder.errors import SchemaError
+    from modelminder.events.schema import validate_rows
+
+    row = {"event_id": "e1", "ts": "2026-01-01T00:00:00Z", "card_id": "c\ud800"}
+    with pytest.raises(SchemaError, match="not valid Unicode text"):
+        validate_rows([row], {"card_id": "str"}, ("ts",))

@@ -92,3 +92,17 @@ def test_stdout_sink_names_the_finding() -> None:
     out = io.StringIO()
     StdoutSink(out).deliver([_alert(0, "severe")])
     assert out.getvalue().startswith("[severe] data_drift amount (model v1)")
+
+
+def test_an_alert_that_worsens_is_delivered_again_and_open_is_kept(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    with EventLog.open(tmp_path / "log.db", EventSchema({"card_id": "str"})) as log:
+        alerts = AlertLog(log)
+        warn = _alert(0)
+        assert alerts.record([warn]) == [warn]
+        assert alerts.record([warn]) == []  # the same finding again: nothing to send
+        severe = replace(warn, severity="severe", open=False)
+        assert alerts.record([severe]) == [severe]  # it got worse: news
+        [stored] = alerts.read()
+        assert (stored.severity, stored.open) == ("severe", False)

@@ -15,6 +15,7 @@ from modelminder.monitoring.alerts import AlertLog
 from modelminder.monitoring.monitor import MonitorConfig, MonitorReport, run_monitor
 from modelminder.monitoring.skew import check_served
 from modelminder.project import Project
+from modelminder.registry import Registry
 
 from .worlds import served_world
 
@@ -35,8 +36,12 @@ def steady(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, MonitorRe
 def adaptive(tmp_path_factory: pytest.TempPathFactory) -> MonitorReport:
     """Fraud patterns take turns: the model meets patterns it never saw."""
     project = served_world(
-        tmp_path_factory.mktemp("adaptive") / "p", schedule="adaptive", cards=300, train_days=35
+        tmp_path_factory.mktemp("adaptive") / "p", schedule="adaptive", cards=300, train_days=45
     )
+    with Registry.open(project.root) as reg:
+        oot = reg.get(reg.alias("champion") or "").meta["metrics"]["oot"]
+    # A real model of the patterns it saw (not a constant scorer), for the test to mean much.
+    assert oot["auc"] > 0.8 and oot["positives"] >= 10, oot
     return run_monitor(project)
 
 
@@ -194,3 +199,27 @@ def test_served_vectors_that_do_not_fit_the_model_are_reported_not_averaged() ->
     ]
     _, changed = schema_check(part, record, ["a", "c"], DAY)
     assert "schema: feature set" in [a.subject for a in changed]
+
+
+def test_a_window_not_over_yet_is_left_out_of_drift_and_outages_count(
+    steady: tuple[Project, MonitorReport],
+) -> None:
+    import polars as pl
+
+    from modelminder.monitoring.findings import volume_alerts
+
+    project = steady[0]
+    six_am = (START + 60) * DAY + 6 * 3_600_000_000  # day 60 has only begun
+    report = run_monitor(
+        project, MonitorConfig(to_ts=six_am, as_of=six_am, skew_sample=0), record_alerts=False
+    )
+    assert not [a for a in report.alerts if a.window_start >= (START + 60) * DAY and
+                a.kind in ("data_drift", "data_quality", "multivariate_drift")]  # fmt: skip
+    assert any("not over at the run's time" in n for n in report.notes)
+    with pytest.raises(MinderError, match="at least 1 minute"):
+        run_monitor(project, MonitorConfig(window="1s"))
+    # A window with no event at all is a drop, not a gap.
+    days = [d * DAY for d in range(12) if d != 10]
+    frame = pl.DataFrame({"window_start": [d for d in days for _ in range(100)]})
+    [outage] = volume_alerts(frame, DAY)
+    assert outage.window_start == 10 * DAY and outage.evidence["count"] == 0

@@ -193,6 +193,10 @@ def test_labels_arrive_live_and_are_known_from_receipt(
         lab = log.read("labels").filter(pl.col("event_id") == event["event_id"])
     # label_ts is in the past, so it is known from when it was received (now).
     assert lab.get_column("known_at").item() > lab.get_column("label_ts").item()
+    # A label from the future would mature every event for the monitors: refused.
+    later = {"event_id": pending[1]["event_id"], "is_fraud": 1, "label_ts": "2062-03-01"}
+    refused = client.post("/v1/labels", json={"labels": [later]})
+    assert refused.status_code == 422 and "ahead of the server's clock" in refused.text
 
 
 def test_shadow_scores_are_logged_never_returned(

@@ -166,6 +166,14 @@ def normalize(
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_ts(value: Any) -> int | None:
     """A datetime (naive = UTC) or ISO-8601 text as UTC microseconds; None if it is neither.
 
@@ -233,6 +241,11 @@ def validate_rows(
                     value = str(value)
                 if not isinstance(value, str) or (name == "event_id" and not value):
                     problems.append(f"{where}: field '{name}' must be non-empty str; got {value!r}")
+                elif not _utf8(value):
+                    problems.append(
+                        f"{where}: field '{name}' is not valid Unicode text (a lone surrogate); "
+                        f"got {value!r}"
+                    )
             elif kind == "float":
                 if not isinstance(value, int | float):
                     problems.append(f"{where}: field '{name}' must be float; got {value!r}")

@@ -112,10 +112,11 @@ _INSERT = RowInsert(
     {
         "key": "str", "raised_at": "int", "kind": "str", "severity": "str", "subject": "str",
         "model_version": "str", "window_start": "int", "window_end": "int", "count": "int",
-        "evidence": "str", "action": "str",
+        "evidence": "str", "action": "str", "open": "int",
     },
     "ON CONFLICT(key) DO UPDATE SET severity = excluded.severity, "
-    "window_end = excluded.window_end, count = excluded.count, evidence = excluded.evidence",
+    "window_end = excluded.window_end, count = excluded.count, evidence = excluded.evidence, "
+    "open = excluded.open",
 )  # fmt: skip
 
 
@@ -145,19 +146,28 @@ class AlertLog:
                 "NULL UNIQUE, raised_at INTEGER NOT NULL, kind TEXT NOT NULL, severity TEXT NOT "
                 "NULL, subject TEXT NOT NULL, model_version TEXT NOT NULL, window_start INTEGER "
                 "NOT NULL, window_end INTEGER NOT NULL, count INTEGER NOT NULL, evidence TEXT "
-                "NOT NULL, action TEXT NOT NULL)"
+                "NOT NULL, action TEXT NOT NULL, open INTEGER NOT NULL DEFAULT 1)"
             )
+            columns = {str(r[1]) for r in self._db.fetch("PRAGMA table_info(alerts)")}
+            if "open" not in columns:  # a table from before alerts kept their state
+                self._db.execute("ALTER TABLE alerts ADD COLUMN open INTEGER NOT NULL DEFAULT 1")
 
     def record(self, alerts: Sequence[Alert]) -> list[Alert]:
-        """Record alerts (atomically); the ones that were new (to deliver elsewhere)."""
+        """Record alerts (atomically); the ones to deliver elsewhere: new ones, and known ones
+        whose severity rose (a warning that became severe is news)."""
         now = int(self._now())
+        rank = {s: i for i, s in enumerate(SEVERITIES)}
         with self._db.tx():
-            known = {str(r[0]) for r in self._db.fetch("SELECT key FROM alerts")}
+            known = {
+                str(k): str(sev) for k, sev in self._db.fetch("SELECT key, severity FROM alerts")
+            }
             fresh: dict[str, Alert] = {}
             for a in alerts:
-                if a.key not in known:
-                    fresh.setdefault(a.key, a)
-                row = a.to_dict() | {"key": a.key, "raised_at": now}
+                before = known.get(a.key)
+                if before is None or rank[a.severity] > rank.get(before, 0):
+                    fresh[a.key] = a
+                    known[a.key] = a.severity
+                row = a.to_dict() | {"key": a.key, "raised_at": now, "open": int(a.open)}
                 row["evidence"] = json.dumps(a.evidence, default=str)
                 _INSERT.run(self._db, row)
         return list(fresh.values())
@@ -169,7 +179,7 @@ class AlertLog:
         """Recorded alerts, oldest window first (``since_us``: windows ending after it)."""
         rows = self._db.fetch(
             "SELECT kind, severity, subject, model_version, window_start, window_end, evidence, "
-            'action, count FROM alerts WHERE window_end > ? ORDER BY window_start, "offset"',
+            'action, count, open FROM alerts WHERE window_end > ? ORDER BY window_start, "offset"',
             [-(2**62) if since_us is None else int(since_us)],
         )
         return [
@@ -183,6 +193,7 @@ class AlertLog:
                 json.loads(r[6]),
                 str(r[7]),
                 int(r[8]),
+                bool(r[9]),
             )
             for r in rows
         ]

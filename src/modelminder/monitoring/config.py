@@ -8,6 +8,8 @@ from modelminder.errors import MonitorError
 from modelminder.features.durations import parse_duration
 from modelminder.monitoring.drift import DriftConfig
 
+MIN_WINDOW_US = 60_000_000
+MAX_WINDOWS = 20_000  # per run: a report over more windows is a mistake, not a request
 WINDOWS = {"hour": "1h", "day": "1d", "week": "7d"}
 
 
@@ -32,8 +34,11 @@ class MonitorConfig:
         return parse_duration(WINDOWS.get(self.window, self.window), what="monitor 'window'")
 
     def check(self) -> None:
-        if self.window_us <= 0:
-            raise MonitorError(f"The monitor window must be positive. Got {self.window!r}.")
+        if self.window_us < MIN_WINDOW_US:
+            raise MonitorError(
+                f"The monitor window must be at least 1 minute (like 1h or day). Got "
+                f"{self.window!r}."
+            )
         if not 0.0 <= self.review_at <= self.block_at <= 1.0:
             raise MonitorError(
                 "The thresholds must satisfy 0 <= review_at <= block_at <= 1. Got "

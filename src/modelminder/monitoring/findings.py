@@ -23,6 +23,8 @@ from modelminder.monitoring.signals import probing_findings, range_findings, vol
 from modelminder.monitoring.skew import check_served
 from modelminder.registry.store import ModelRecord
 
+MIN_COVERAGE = 0.95  # share of a window's outcomes known before its performance can alarm
+
 
 def _matrix(part: pl.DataFrame) -> np.ndarray:
     return np.asarray(part.get_column("features").to_list(), np.float64)
@@ -228,9 +230,13 @@ def label_volume_alerts(log: EventLog, served: pl.DataFrame, size: int) -> list[
 
 
 def volume_alerts(served: pl.DataFrame, size: int) -> list[Alert]:
-    counts = served.group_by("window_start").len().sort("window_start")
-    starts = counts.get_column("window_start").to_list()
-    found = volume_findings(counts.get_column("len").to_list()[:-1], starts[:-1])  # last: partial
+    """Event volume per complete window (the caller leaves partial ones out); a window with no
+    event at all counts as zero, so an outage is a drop like any other."""
+    if served.height == 0:
+        return []
+    per = dict(served.group_by("window_start").len().iter_rows())
+    starts = list(range(min(per), max(per) + size, size))
+    found = volume_findings([int(per.get(w, 0)) for w in starts], starts)
     return [
         Alert(
             "volume",
@@ -270,8 +276,8 @@ def performance(
 def _performance_alerts(
     data: pl.DataFrame, record: ModelRecord, version: str, cfg: MonitorConfig
 ) -> list[Alert]:
-    """Measured AUC or recall below the model's out-of-time score by ``perf_drop``, on pools
-    of consecutive windows holding at least ``min_positives`` known positives."""
+    """Measured AUC below the model's out-of-time score by ``perf_drop``, on pools of
+    consecutive mature windows holding at least ``min_positives`` known positives."""
     oot = record.meta.get("metrics", {}).get("oot") or {}
     ref_auc = oot.get("auc")
     if ref_auc is None or not math.isfinite(ref_auc):
@@ -279,7 +285,17 @@ def _performance_alerts(
     ref_pos, ref_rows = int(oot.get("positives", 0)), int(oot.get("rows", 0))
     out: list[Alert] = []
     size = cfg.window_us
-    known = data.filter(pl.col("outcome").is_not_null()).sort("ts")
+    # Only windows whose outcomes are (nearly) all known: in a younger window the known ones
+    # are mostly the quickly labelled frauds, and an AUC over them says little.
+    mature = (
+        data.group_by("window_start")
+        .agg(coverage=pl.col("outcome").is_not_null().mean())
+        .filter(pl.col("coverage") >= MIN_COVERAGE)
+        .get_column("window_start")
+    )
+    known = data.filter(
+        pl.col("outcome").is_not_null() & pl.col("window_start").is_in(mature)
+    ).sort("ts")
     pool: list[pl.DataFrame] = []
     for (_,), g in known.group_by(["window_start"], maintain_order=True):
         pool.append(g)

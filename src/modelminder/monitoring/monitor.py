@@ -27,13 +27,14 @@ from typing import Any
 
 import polars as pl
 
+from modelminder.clock import WallClock
 from modelminder.errors import MonitorError
 from modelminder.events.log import EventLog
 from modelminder.events.predictions import PredictionTopic
 from modelminder.features.durations import parse_duration
 from modelminder.monitoring import findings
 from modelminder.monitoring.alerts import Alert, AlertLog, Sink, fold
-from modelminder.monitoring.config import MonitorConfig
+from modelminder.monitoring.config import MAX_WINDOWS, MonitorConfig
 from modelminder.monitoring.drift import DriftReport
 from modelminder.project import Project
 from modelminder.registry import Registry
@@ -102,6 +103,9 @@ def run_monitor(
                 f"{', '.join(log.schema.fields)}."
             )
         as_of = cfg.as_of if cfg.as_of is not None else _latest(log)
+        # Windows not yet over at the run's time are partial (a few hours of a day look unlike
+        # training): they are left out of drift and quality until complete.
+        end = as_of if cfg.to_ts is None else min(cfg.to_ts, as_of)
         say("reading the prediction log")
         cats = [n for n, t in log.schema.fields.items() if t == "str" and n != entity]
         served = PredictionTopic(log).frame(
@@ -112,10 +116,19 @@ def run_monitor(
                 "Nothing was served in that range: the champion's prediction log has no events "
                 "there. Check --from/--to, or serve some events first (minder serve/stream)."
             )
+        span = served.get_column("ts")
+        windows_n = (int(span.max()) - int(span.min())) // size + 1  # type: ignore[arg-type]
+        if windows_n > MAX_WINDOWS:
+            raise MonitorError(
+                f"That range holds {windows_n:,} windows of {cfg.window!r}; at most "
+                f"{MAX_WINDOWS:,} per run. Use a longer --window or a shorter --from/--to."
+            )
         labels = _known_labels(log, as_of)
         served = served.with_columns(window=pl.col("ts") // size).with_columns(
             window_start=pl.col("window") * size
         )
+        complete = pl.col("window_start") + size <= end
+        partial = served.filter(~complete).get_column("window_start").unique().sort().to_list()
         alerts: list[Alert] = []
         notes: list[str] = []
         rows: list[dict[str, Any]] = []
@@ -130,28 +143,35 @@ def run_monitor(
             if part.height == 0:
                 continue
             outcome = _outcomes(part, labels, record, as_of)
-            report = findings.drift(part, record, cfg, cats, notes)
+            whole = part.filter(complete)
+            report = findings.drift(whole, record, cfg, cats, notes) if whole.height else None
             if report is not None:
                 drift[version] = report
                 alerts += findings.drift_alerts(report, version, size)
-            alerts += findings.quality_alerts(part, record, version, size)
+            alerts += findings.quality_alerts(whole, record, version, size)
             perf_rows, perf_alerts = findings.performance(part, outcome, record, version, cfg)
             perf_alerts += findings.concept_alerts(part, outcome, version, cfg, detectors)
             rows += perf_rows
             alerts += perf_alerts
             alerts += findings.probing_alerts(part, entity, version, cfg)
-        alerts += findings.volume_alerts(served, size)
+        alerts += findings.volume_alerts(served.filter(complete), size)
+        if partial:
+            notes.append(
+                f"{len(partial)} window(s) not over at the run's time (from "
+                f"{_iso(partial[0])}) are left out of drift, quality and volume until complete."
+            )
         alerts += findings.label_volume_alerts(log, served, size)
         skew: dict[str, Any] = {"checked": 0, "mismatches": {}}
         if cfg.skew_sample:
             say("replaying the log for the skew check")
             skew, skew_alerts = findings.skew_check(log, plan, served, cfg.skew_sample, size)
             alerts += skew_alerts
-        folded = _mark_open(fold(alerts, size), served, size)
+        folded = _mark_open(fold(alerts, size), served.filter(complete), size, as_of)
         new = AlertLog(log).record(folded) if record_alerts else []
     for sink in sinks:
         sink.deliver(new)
-    windows = pl.DataFrame(rows) if rows else pl.DataFrame()
+    # (every row's type from all rows: the first windows may have no measured value yet)
+    windows = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
     return MonitorReport(cfg, as_of, windows, drift, folded, new, skew, notes, detectors)
 
 
@@ -166,12 +186,14 @@ def _default_entity(plan: Any) -> str:
 
 
 def _latest(log: EventLog) -> int:
+    """The run's default "now": just after the latest event or label in the log, but never
+    after the wall clock (a label stamped in the future must not mature everything)."""
     labels = log.read("labels")
     latest = max(
         int(log.max_event_ts() or 0),
         int(labels.get_column("known_at").max() or 0) if labels.height else 0,  # type: ignore[arg-type]
     )
-    return latest + 1
+    return min(latest + 1, WallClock().now_us())
 
 
 def _known_labels(log: EventLog, as_of: int) -> pl.DataFrame:
@@ -213,19 +235,31 @@ def _outcomes(
     )
 
 
-def _mark_open(alerts: list[Alert], served: pl.DataFrame, size: int) -> list[Alert]:
+def _mark_open(alerts: list[Alert], complete: pl.DataFrame, size: int, as_of: int) -> list[Alert]:
     """An alert is open while its signal is still in alarm at the end of the range: drift,
-    quality, volume, probing and skew when they cover the last window; performance and
-    concept drift (labels lag) within the last week of windows."""
+    quality, volume, probing and skew when they cover the last complete window; performance
+    within the last week of windows; concept drift for a week after the label that raised it
+    arrived (labels lag their events by weeks)."""
     from dataclasses import replace
 
-    last = int(served.get_column("window_start").max()) + size  # type: ignore[arg-type]
+    ends = complete.get_column("window_start")
+    last = int(ends.max()) + size if len(ends) else as_of  # type: ignore[arg-type]
     lag = max(7 * 86_400_000_000, size)
     out = []
     for a in alerts:
-        reach = lag if a.kind in ("performance", "concept_drift") else 0
-        out.append(replace(a, open=a.window_end + reach >= last))
+        if a.kind == "concept_drift":
+            is_open = int(a.evidence.get("known_at") or a.window_end) + lag >= as_of
+        else:
+            reach = lag if a.kind == "performance" else 0
+            is_open = a.window_end + reach >= last
+        out.append(replace(a, open=is_open))
     return out
+
+
+def _iso(us: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

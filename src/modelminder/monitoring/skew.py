@@ -17,7 +17,7 @@ import polars as pl
 
 from modelminder.events.log import EventLog
 from modelminder.features.plan import Plan
-from modelminder.features.runner import compare_tables, replay_log
+from modelminder.features.runner import ATOL, RTOL, compare_tables, replay_log
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def check_served(
     for name in plan.names:
         a, b = pl.col(name), pl.col(f"{name}_replay")
         same = (a.is_nan() & b.is_nan()) | (
-            (a - b).abs() <= 1e-9 * pl.max_horizontal(a.abs(), b.abs()) + 1e-12
+            (a - b).abs() <= RTOL * pl.max_horizontal(a.abs(), b.abs()) + ATOL
         )
         bad = joined.filter(~same.fill_null(False))
         if bad.height:

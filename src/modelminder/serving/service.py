@@ -312,6 +312,14 @@ class Service:
                 f"Label of event {bad.get_column('event_id')[0]!r}: field 'is_fraud' must be 0 "
                 f"or 1; got {bad.get_column('is_fraud')[0]!r}. Nothing was written."
             )
+        future = batch.filter(pl.col("label_ts") > now + MAX_FUTURE_US)
+        if future.height:
+            raise SchemaError(
+                f"Label of event {future.get_column('event_id')[0]!r}: field 'label_ts' is more "
+                f"than {MAX_FUTURE_US // 60_000_000} minutes ahead of the server's clock. A "
+                "label cannot be known before it happens; check the source's clock. Nothing "
+                "was written."
+            )
         rows = list(batch.iter_rows(named=True))
         with self._consistent():
             inserted = self.log.append_label_rows(rows, received_at_us=now)

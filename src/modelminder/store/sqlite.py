@@ -108,8 +108,12 @@ class Database:
                 # The low-level statement, prepared once: the DB-API cursor re-prepares on
                 # every change of SQL text and swaps the SIGINT handler around each call.
                 stmt = adbc_driver_manager.AdbcStatement(self._conn.adbc_connection)
-                stmt.set_sql_query(sql)
-                stmt.prepare()
+                try:
+                    stmt.set_sql_query(sql)
+                    stmt.prepare()
+                except BaseException:
+                    stmt.close()  # an open statement would keep the connection from closing
+                    raise
                 self._statements[sql] = stmt
             if isinstance(params, pa.RecordBatch):
                 stmt.bind(params)
