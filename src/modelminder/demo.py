@@ -159,7 +159,11 @@ def run_demo(
     t0 = time.perf_counter()
     # Daily windows: a shorter window sees only part of the day, and a feature like the hour
     # of day would "drift" against a reference of whole days.
-    watched = run_monitor(project, MonitorConfig(window="day", skew_sample=0))
+    # The simulated world ends at midnight after its last day: judge as of then, so the last
+    # day counts as a whole window (a live run would judge as of its own clock).
+    day = 86_400_000_000
+    world_end = (int(live.select(pl.col("ts").dt.epoch("us").max()).item()) // day + 1) * day
+    watched = run_monitor(project, MonitorConfig(window="day", skew_sample=0, as_of=world_end))
     kinds = sorted({a.kind for a in watched.alerts})
     drifted = sorted({a.subject for a in watched.alerts if a.kind == "data_drift"})
     console.print(
