@@ -114,13 +114,6 @@ class PredictionTopic:
         )
         return [_from_row(r) for r in rows]
 
-    def served(self, role: str = "champion") -> list[Prediction]:
-        """Every prediction of ``role``, in serving order (for skew checks)."""
-        rows = self._db.fetch(
-            f'SELECT {_COLUMNS} FROM predictions WHERE role = ? ORDER BY "offset"', [role]
-        )
-        return [_from_row(r) for r in rows]
-
     def frame(
         self,
         role: str = "champion",

@@ -26,16 +26,11 @@ from modelminder.registry.store import ModelRecord
 MIN_COVERAGE = 0.95  # share of a window's outcomes known before its performance can alarm
 
 
-def _matrix(part: pl.DataFrame) -> np.ndarray:
-    return np.asarray(part.get_column("features").to_list(), np.float64)
-
-
 # -- drift and quality --------------------------------------------------------------------
 
 
-def drift(
-    part: pl.DataFrame, record: ModelRecord, cfg: MonitorConfig, cats: list[str], notes: list[str]
-) -> DriftReport | None:
+def reference_of(record: ModelRecord, notes: list[str]) -> Reference | None:
+    """The drift reference stored with the model at training (parsed once per run)."""
     stored = record.meta.get("monitor_reference")
     if not stored:
         notes.append(
@@ -43,13 +38,23 @@ def drift(
             "retrain it to monitor drift."
         )
         return None
-    ref = Reference.from_dict(stored)
-    names = list(record.meta["feature_names"])
-    X = np.column_stack([_matrix(part), part.get_column("score").to_numpy()])
+    return Reference.from_dict(stored)
+
+
+def drift(
+    part: pl.DataFrame,
+    X: np.ndarray,
+    ref: Reference,
+    names: list[str],
+    cfg: MonitorConfig,
+    cats: list[str],
+) -> DriftReport:
+    """Drift of the served features ``X`` (rows of ``part``) and scores against ``ref``."""
+    with_score = np.column_stack([X, part.get_column("score").to_numpy()])
     ref_cats = {s.name for s in ref.categorical}
     categorical = {c: part.get_column(c).to_list() for c in cats if c in ref_cats}
     return DriftMonitor(ref, cfg.drift).report(
-        X, [*names, "score"], part.get_column("window").to_numpy(), categorical
+        with_score, [*names, "score"], part.get_column("window").to_numpy(), categorical
     )
 
 
@@ -123,22 +128,18 @@ def drift_alerts(report: DriftReport, version: str, size: int) -> list[Alert]:
     return out
 
 
-def quality_alerts(part: pl.DataFrame, record: ModelRecord, version: str, size: int) -> list[Alert]:
-    """Values outside the training range (the model extrapolates there)."""
-    stored = record.meta.get("monitor_reference")
-    if not stored:
-        return []
-    ref = Reference.from_dict(stored)
+def quality_alerts(
+    part: pl.DataFrame, X: np.ndarray, ref: Reference, version: str, size: int
+) -> list[Alert]:
+    """Values outside the training range (the model extrapolates there), per window."""
     names = [s.name for s in ref.numeric if s.name != "score"]
     lo = [float(s.grid[0]) if s.grid.size else math.nan for s in ref.numeric][: len(names)]
     hi = [float(s.grid[-1]) if s.grid.size else math.nan for s in ref.numeric][: len(names)]
+    windows = part.get_column("window").to_numpy()
     out: list[Alert] = []
-    for (window,), group in part.group_by(["window"], maintain_order=True):
-        X = _matrix(group)
-        for f in range_findings(X, names, [0.0] * len(names), lo, hi, missing_jump=2.0):
-            if f["problem"] != "out_of_range":
-                continue  # missing values are the drift report's
-            start = int(window) * size
+    for window in np.unique(windows):
+        start = int(window) * size
+        for f in range_findings(X[windows == window], names, lo, hi):
             out.append(
                 Alert(
                     "data_quality",
@@ -199,11 +200,12 @@ def schema_check(
     return part.filter(width == len(names)), out
 
 
-def label_volume_alerts(log: EventLog, served: pl.DataFrame, size: int) -> list[Alert]:
-    """Labels arriving per window and source (a feed that stops is a monitoring blind spot)."""
+def label_volume_alerts(labels: pl.DataFrame, served: pl.DataFrame, size: int) -> list[Alert]:
+    """Labels arriving per window and source (a feed that stops is a monitoring blind spot);
+    ``labels`` is the log's labels topic."""
     lo = int(served.get_column("window_start").min())  # type: ignore[arg-type]
     hi = int(served.get_column("window_start").max()) + size  # type: ignore[arg-type]
-    labels = log.read("labels", from_ts=lo, to_ts=hi)
+    labels = labels.filter((pl.col("known_at") >= lo) & (pl.col("known_at") < hi))
     out: list[Alert] = []
     for (source,), g in labels.group_by(["source"], maintain_order=True):
         per = g.with_columns(w=(pl.col("known_at") // size) * size).group_by("w").len().sort("w")

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from modelminder.clock import WallClock
@@ -102,7 +103,8 @@ def run_monitor(
                 f"The probing entity {entity!r} is not an event field; fields: "
                 f"{', '.join(log.schema.fields)}."
             )
-        as_of = cfg.as_of if cfg.as_of is not None else _latest(log)
+        all_labels = log.read("labels")  # read once: the run's time, outcomes, label volume
+        as_of = cfg.as_of if cfg.as_of is not None else _latest(log, all_labels)
         # Windows not yet over at the run's time are partial (a few hours of a day look unlike
         # training): they are left out of drift and quality until complete.
         end = as_of if cfg.to_ts is None else min(cfg.to_ts, as_of)
@@ -123,7 +125,7 @@ def run_monitor(
                 f"That range holds {windows_n:,} windows of {cfg.window!r}; at most "
                 f"{MAX_WINDOWS:,} per run. Use a longer --window or a shorter --from/--to."
             )
-        labels = _known_labels(log, as_of)
+        labels = _known_labels(all_labels, as_of)
         served = served.with_columns(window=pl.col("ts") // size).with_columns(
             window_start=pl.col("window") * size
         )
@@ -144,11 +146,14 @@ def run_monitor(
                 continue
             outcome = _outcomes(part, labels, record, as_of)
             whole = part.filter(complete)
-            report = findings.drift(whole, record, cfg, cats, notes) if whole.height else None
-            if report is not None:
+            ref = findings.reference_of(record, notes) if whole.height else None
+            if ref is not None:
+                X = _matrix(whole)  # the served vectors, decoded once for drift and quality
+                names = list(record.meta["feature_names"])
+                report = findings.drift(whole, X, ref, names, cfg, cats)
                 drift[version] = report
                 alerts += findings.drift_alerts(report, version, size)
-            alerts += findings.quality_alerts(whole, record, version, size)
+                alerts += findings.quality_alerts(whole, X, ref, version, size)
             perf_rows, perf_alerts = findings.performance(part, outcome, record, version, cfg)
             perf_alerts += findings.concept_alerts(part, outcome, version, cfg, detectors)
             rows += perf_rows
@@ -160,7 +165,7 @@ def run_monitor(
                 f"{len(partial)} window(s) not over at the run's time (from "
                 f"{_iso(partial[0])}) are left out of drift, quality and volume until complete."
             )
-        alerts += findings.label_volume_alerts(log, served, size)
+        alerts += findings.label_volume_alerts(all_labels, served, size)
         skew: dict[str, Any] = {"checked": 0, "mismatches": {}}
         if cfg.skew_sample:
             say("replaying the log for the skew check")
@@ -185,10 +190,9 @@ def _default_entity(plan: Any) -> str:
     raise MonitorError("The feature set has no entity key; pass --entity for probing.")
 
 
-def _latest(log: EventLog) -> int:
+def _latest(log: EventLog, labels: pl.DataFrame) -> int:
     """The run's default "now": just after the latest event or label in the log, but never
     after the wall clock (a label stamped in the future must not mature everything)."""
-    labels = log.read("labels")
     latest = max(
         int(log.max_event_ts() or 0),
         int(labels.get_column("known_at").max() or 0) if labels.height else 0,  # type: ignore[arg-type]
@@ -196,9 +200,9 @@ def _latest(log: EventLog) -> int:
     return min(latest + 1, WallClock().now_us())
 
 
-def _known_labels(log: EventLog, as_of: int) -> pl.DataFrame:
+def _known_labels(labels: pl.DataFrame, as_of: int) -> pl.DataFrame:
     """Per event: the latest label known by ``as_of`` and when the first one became known."""
-    labels = log.read("labels").filter(pl.col("known_at") < as_of)
+    labels = labels.filter(pl.col("known_at") < as_of)
     return (
         labels.sort("known_at")
         .group_by("event_id")
@@ -254,6 +258,10 @@ def _mark_open(alerts: list[Alert], complete: pl.DataFrame, size: int, as_of: in
             is_open = a.window_end + reach >= last
         out.append(replace(a, open=is_open))
     return out
+
+
+def _matrix(part: pl.DataFrame) -> np.ndarray:
+    return np.asarray(part.get_column("features").to_list(), np.float64)
 
 
 def _iso(us: int) -> str:

@@ -1,4 +1,4 @@
-"""Signals computed straight from served data: volume, probing, missing and out-of-range values.
+"""Signals computed straight from served data: volume, probing and out-of-range values.
 
 Each function takes columns (NumPy arrays or a polars frame) and returns findings as plain
 dicts; :mod:`modelminder.monitoring.monitor` turns findings into alerts. No I/O here.
@@ -90,52 +90,34 @@ def probing_findings(
 def range_findings(
     X: FloatArray,
     names: Sequence[str],
-    ref_missing: Sequence[float],
     ref_min: Sequence[float],
     ref_max: Sequence[float],
     *,
     min_rows: int = 50,
-    missing_jump: float = 0.05,
     out_of_range: float = 0.05,
 ) -> list[dict[str, Any]]:
-    """Features of one window whose missing share rose by more than ``missing_jump`` over
-    the reference's, or with more than ``out_of_range`` of values outside the reference's
-    [min, max] (training saw nothing there, so the model extrapolates). All-missing columns
-    are always reported.
+    """Features of one window with more than ``out_of_range`` of their values outside the
+    reference's [min, max]: training saw nothing there, so the model extrapolates. (Missing
+    values are the drift report's: its ``missing`` statistic and ``all_missing`` finding.)
 
     Examples
     --------
     >>> X = np.array([[1.0, np.nan], [2.0, np.nan], [50.0, np.nan]])
-    >>> [(f["feature"], f["problem"]) for f in range_findings(
-    ...     X, ["a", "b"], [0.0, 0.0], [0.0, 0.0], [10.0, 1.0], min_rows=1)]
-    [('a', 'out_of_range'), ('b', 'all_missing')]
+    >>> [(f["feature"], f["share"]) for f in range_findings(
+    ...     X, ["a", "b"], [0.0, 0.0], [10.0, 1.0], min_rows=1)]
+    [('a', 0.3333)]
     """
-    out: list[dict[str, Any]] = []
-    n = X.shape[0]
-    if n < min_rows:
-        return out
-    missing = np.isnan(X).mean(axis=0)
+    if X.shape[0] < min_rows:
+        return []
     with np.errstate(invalid="ignore"):
         outside = ((np.asarray(ref_min) > X) | (np.asarray(ref_max) < X)).mean(axis=0)
-    for j, name in enumerate(names):
-        if missing[j] == 1.0:
-            out.append({"feature": name, "problem": "all_missing", "share": 1.0})
-        elif missing[j] - ref_missing[j] > missing_jump:
-            out.append(
-                {
-                    "feature": name,
-                    "problem": "missing",
-                    "share": round(float(missing[j]), 4),
-                    "reference": round(float(ref_missing[j]), 4),
-                }
-            )
-        if math.isfinite(ref_min[j]) and outside[j] > out_of_range:
-            out.append(
-                {
-                    "feature": name,
-                    "problem": "out_of_range",
-                    "share": round(float(outside[j]), 4),
-                    "reference_range": [float(ref_min[j]), float(ref_max[j])],
-                }
-            )
-    return out
+    return [
+        {
+            "feature": name,
+            "problem": "out_of_range",
+            "share": round(float(outside[j]), 4),
+            "reference_range": [float(ref_min[j]), float(ref_max[j])],
+        }
+        for j, name in enumerate(names)
+        if math.isfinite(ref_min[j]) and outside[j] > out_of_range
+    ]

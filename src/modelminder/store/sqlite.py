@@ -80,19 +80,16 @@ class Database:
         self,
         sql: str,
         params: Sequence[Any] | pa.RecordBatch | None = None,
-        types: Sequence[Any] | None = None,
     ) -> int:
         """Run one statement without a result set; the number of rows it changed.
 
-        ``types`` (pyarrow types, one per parameter) skips type inference; None values bind as
-        NULL either way. ``params`` may also be a one-row record batch, bound as it is.
+        ``params``: values (types inferred) or a one-row record batch, bound as it is.
 
         >>> import tempfile
         >>> db = Database(Path(tempfile.mkdtemp()) / "x.db", pragmas=())
         >>> db.execute("CREATE TABLE t (k TEXT UNIQUE, v REAL)")
         0
-        >>> db.execute("INSERT INTO t VALUES (?, ?) ON CONFLICT DO NOTHING", ["a", 1.5],
-        ...            [pa.string(), pa.float64()])
+        >>> db.execute("INSERT INTO t VALUES (?, ?) ON CONFLICT DO NOTHING", ["a", 1.5])
         1
         >>> db.execute("INSERT INTO t VALUES (?, ?) ON CONFLICT DO NOTHING", ["a", 2.0])
         0
@@ -118,14 +115,7 @@ class Database:
             if isinstance(params, pa.RecordBatch):
                 stmt.bind(params)
             elif params:
-                if types is None:
-                    batch = pa.record_batch([[v] for v in params], names=_names(len(params)))
-                else:
-                    batch = pa.RecordBatch.from_arrays(
-                        [pa.array([v], type=t) for v, t in zip(params, types, strict=True)],
-                        names=_names(len(params)),
-                    )
-                stmt.bind(batch)
+                stmt.bind(pa.record_batch([[v] for v in params], names=_names(len(params))))
             return int(stmt.execute_update())
 
     def arrow(self, sql: str, params: Sequence[Any] | None = None) -> Any:
