@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from modelminder.events.log import EventLog
@@ -127,18 +128,37 @@ class ParityReport:
         return not any(self.mismatches.values())
 
 
-def compare_tables(a: pl.DataFrame, b: pl.DataFrame, names: list[str]) -> ParityReport:
-    """Compare feature tables row by row (same event order); NaN equals NaN."""
+def mismatched_rows(
+    a: pl.DataFrame, b: pl.DataFrame, names: list[str]
+) -> dict[str, npt.NDArray[np.int64]]:
+    """Per feature, the rows where two feature tables (same event order) differ beyond the
+    stated tolerance; NaN equals NaN."""
     if a.get_column("event_id").to_list() != b.get_column("event_id").to_list():
         raise ValueError("the two tables do not list the same events in the same order")
-    mismatches: dict[str, int] = {}
-    examples: dict[str, list[str]] = {}
+    return {
+        name: np.flatnonzero(
+            ~np.isclose(
+                a.get_column(name).to_numpy(), b.get_column(name).to_numpy(),
+                rtol=RTOL, atol=ATOL, equal_nan=True,
+            )
+        )
+        for name in names
+    }  # fmt: skip
+
+
+def compare_tables(
+    a: pl.DataFrame,
+    b: pl.DataFrame,
+    names: list[str],
+    bad: dict[str, npt.NDArray[np.int64]] | None = None,
+) -> ParityReport:
+    """Compare feature tables row by row (same event order); NaN equals NaN. ``bad``:
+    :func:`mismatched_rows` already computed."""
+    bad = mismatched_rows(a, b, names) if bad is None else bad
     ids = a.get_column("event_id").to_numpy()
+    examples: dict[str, list[str]] = {}
     for name in names:
-        x = a.get_column(name).to_numpy()
-        y = b.get_column(name).to_numpy()
-        same = np.isclose(x, y, rtol=RTOL, atol=ATOL, equal_nan=True)
-        bad = np.flatnonzero(~same)
-        mismatches[name] = len(bad)
-        examples[name] = [f"{ids[i]}: {x[i]!r} vs {y[i]!r}" for i in bad[:3]]
+        x, y = a.get_column(name).to_numpy(), b.get_column(name).to_numpy()
+        examples[name] = [f"{ids[i]}: {x[i]!r} vs {y[i]!r}" for i in bad[name][:3]]
+    mismatches = {name: len(rows) for name, rows in bad.items()}
     return ParityReport(events=a.height, mismatches=mismatches, examples=examples)

@@ -17,7 +17,7 @@ import polars as pl
 
 from modelminder.events.log import EventLog
 from modelminder.features.plan import Plan
-from modelminder.features.runner import ATOL, RTOL, compare_tables, replay_log
+from modelminder.features.runner import compare_tables, mismatched_rows, replay_log
 
 
 @dataclass(frozen=True)
@@ -57,22 +57,20 @@ def check_served(
         .sort("_k")
         .drop("_k")
     )
-    report = compare_tables(replayed, served, plan.names)
-    mismatches: dict[str, int] = {}
-    found: dict[str, list[dict[str, Any]]] = {}
-    joined = served.join(replayed, on="event_id", how="left", suffix="_replay")
-    for name in plan.names:
-        a, b = pl.col(name), pl.col(f"{name}_replay")
-        same = (a.is_nan() & b.is_nan()) | (
-            (a - b).abs() <= RTOL * pl.max_horizontal(a.abs(), b.abs()) + ATOL
-        )
-        bad = joined.filter(~same.fill_null(False))
-        if bad.height:
-            mismatches[name] = bad.height
-            found[name] = [
-                {"event_id": r["event_id"], "served": r[name], "replayed": r[f"{name}_replay"]}
-                for r in bad.head(examples).iter_rows(named=True)
-            ]
+    bad = mismatched_rows(replayed, served, plan.names)
+    report = compare_tables(replayed, served, plan.names, bad)
+    mismatches = {name: len(rows) for name, rows in bad.items() if len(rows)}
+    found = {
+        name: [
+            {
+                "event_id": served["event_id"][i],
+                "served": served[name][i],
+                "replayed": replayed[name][i],
+            }
+            for i in bad[name][:examples].tolist()
+        ]
+        for name in mismatches
+    }
     return SkewResult(served.height, mismatches, found, report)
 
 
