@@ -20,7 +20,6 @@ the sinks. Nothing is re-predicted; the run writes only alerts.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +39,7 @@ from modelminder.monitoring.drift import DriftReport
 from modelminder.project import Project
 from modelminder.registry import Registry
 from modelminder.registry.store import ModelRecord
+from modelminder.workflows import jsonable
 
 __all__ = ["MonitorConfig", "MonitorReport", "run_monitor"]
 Progress = Callable[[str], None]
@@ -68,14 +68,14 @@ class MonitorReport:
         return {
             "as_of": self.as_of,
             "window_us": self.config.window_us,
-            "windows": _jsonable(self.windows.to_dicts()),
+            "windows": jsonable(self.windows.to_dicts()),
             "alerts": [a.to_dict() for a in self.alerts],
             "open_severe": len(self.open_severe),
             "skew": self.skew,
             "notes": self.notes,
             "detectors": self.detectors,
             "drift": {
-                version: _jsonable(rep.features.to_dicts()) for version, rep in self.drift.items()
+                version: jsonable(rep.features.to_dicts()) for version, rep in self.drift.items()
             },
         }
 
@@ -268,14 +268,3 @@ def _iso(us: int) -> str:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return v
-
-    return [{k: clean(v) for k, v in r.items()} for r in rows]
