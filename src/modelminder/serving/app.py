@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from modelminder.errors import MinderError, RegistryError, SchemaError
+from modelminder.errors import ArtifactError, MinderError, RegistryError, SchemaError
 from modelminder.serving.batching import MicroBatcher
 from modelminder.serving.monitor_routes import add_monitor_routes
 from modelminder.serving.schemas import (
@@ -164,8 +164,8 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
             return _error(503, "NoChampion", str(exc))
         if isinstance(exc, SchemaError):
             return _error(422, "SchemaError", str(exc))
-        if isinstance(exc, RegistryError):
-            return _error(409, "RegistryError", str(exc))
+        if isinstance(exc, RegistryError | ArtifactError):  # a state the request cannot change
+            return _error(409, type(exc).__name__, str(exc))
         return _error(400, type(exc).__name__, str(exc))
 
     bearer = HTTPBearer(auto_error=False, description="A token from `minder tokens create`.")

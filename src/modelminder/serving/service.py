@@ -85,14 +85,21 @@ class Service:
         self.clock = clock or WallClock()
         self.plan = project.plan()
         self.log = project.open_log()
-        self.predictions = PredictionTopic(self.log)
-        self.store = ServingStore.open(project.root)
         self._lock = threading.RLock()
         self.shadow_errors = 0
-        self._rebuild()
         self.champion: Loaded | None = None
         self.shadow: Loaded | None = None
-        self.reload_models()
+        try:
+            self.predictions = PredictionTopic(self.log)
+            self.store = ServingStore.open(project.root)
+            self._rebuild()
+            self.reload_models()  # a model refused here (unsafe, tampered) stops the start
+        except BaseException:
+            # Close what was opened: a refused start must not leave connections behind.
+            if hasattr(self, "store"):
+                self.store.close()
+            self.log.close()
+            raise
         self._shadow_queue: queue.Queue[tuple[list[Prediction], Any] | None] = queue.Queue()
         self._shadow_thread = threading.Thread(target=self._shadow_worker, daemon=True)
         self._shadow_thread.start()

@@ -26,8 +26,27 @@ from modelminder.errors import ArtifactError
 
 Array = npt.NDArray[Any]
 FloatArray = npt.NDArray[np.float64]
-# Types a skops file may contain. Anything else is refused on load.
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "scipy.sparse.")
+# Types a skops file may contain beyond skops' own defaults (which name scikit-learn's
+# estimators and numpy/scipy containers one by one): the fitted internals of common
+# classifiers, each named exactly. Never a prefix (``sklearn.`` would admit any function in
+# the package) and never a ``builtins`` callable (``builtins.exec`` runs code on load).
+# Anything else is refused before a byte of the file is turned into an object.
+TRUSTED_TYPES = frozenset(
+    {
+        "numpy.dtype",  # pipelines with imputers/scalers keep their dtypes
+        "sklearn.tree._tree.Tree",  # decision trees, random forests, extra trees, GBM
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.metrics._dist_metrics.ManhattanDistance64",
+        "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
+    }
+)
 
 
 class Member(Protocol):
@@ -79,15 +98,29 @@ class SklearnMember:
     def from_bytes(cls, data: bytes) -> SklearnMember:
         import skops.io as sio
 
-        types = sio.get_untrusted_types(data=data)
-        refused = [t for t in types if not t.startswith(TRUSTED_PREFIXES)]
+        try:
+            # Reads the file's schema only; nothing in it is constructed or called.
+            types = sio.get_untrusted_types(data=data)
+        except Exception as exc:  # not a skops file, or a malformed one
+            raise ArtifactError(
+                f"A scikit-learn model file is not a readable skops file ({exc}). It was not "
+                "loaded."
+            ) from None
+        refused = sorted(t for t in types if t not in TRUSTED_TYPES)
         if refused:
             raise ArtifactError(
-                f"A scikit-learn model file contains types outside the allow-list "
-                f"({', '.join(TRUSTED_PREFIXES)}): {', '.join(sorted(refused))}. It was not "
-                "loaded. Retrain with scikit-learn estimators, or review the file."
+                f"A scikit-learn model file contains types that are not trusted: "
+                f"{', '.join(refused)}. It was not loaded (no code in it ran). Trusted are "
+                "scikit-learn's estimators, the numpy/scipy containers they use and "
+                "training.ensemble.TRUSTED_TYPES; retrain with scikit-learn estimators, or "
+                "review the file."
             )
-        return cls(sio.loads(data, trusted=types))
+        try:
+            return cls(sio.loads(data, trusted=sorted(types)))
+        except Exception as exc:
+            raise ArtifactError(
+                f"A scikit-learn model file could not be loaded ({exc}). Retrain the model."
+            ) from None
 
 
 class MLPMember:
@@ -253,6 +286,18 @@ class Ensemble:
         """Rebuild from :meth:`to_files` output (checksums are the registry's job)."""
         if "model.json" not in files:
             raise ArtifactError("The model artifact has no model.json; it is not a model.")
+        try:
+            return cls._from_files(files)
+        except ArtifactError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ArtifactError(
+                f"The model artifact is malformed ({type(exc).__name__}: {exc}); it was not "
+                "loaded. Retrain and register a new version."
+            ) from None
+
+    @classmethod
+    def _from_files(cls, files: Mapping[str, bytes]) -> Ensemble:
         doc = json.loads(files["model.json"])
         members = []
         for spec in doc["members"]:
