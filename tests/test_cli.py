@@ -26,6 +26,8 @@ COMMANDS = [
     "stream",
     "check-skew",
     "tokens create",
+    "tokens list",
+    "tokens revoke",
 ]
 
 

@@ -51,8 +51,8 @@ def serve(
         )
     if open_access:
         console.print(
-            "[yellow]warning:[/yellow] no tokens exist, so the API is open (loopback only). "
-            "Create tokens with: minder tokens create --role admin"
+            "[yellow]warning:[/yellow] no tokens exist, so the API is open (loopback only) "
+            "until the first one is created: minder tokens create --role admin"
         )
     champion = service.champion.version if service.champion else "none (predict answers 503)"
     out.print(
@@ -84,6 +84,51 @@ def create_token(
     with ServingStore.open(proj.root) as store:
         token = store.create_token(role)
     out.print(token)
+
+
+@tokens_app.command("list")
+def list_tokens(project: ProjectOpt = Path(".")) -> None:
+    """List the tokens: id, role, created, revoked (the tokens themselves are not stored).
+
+    Example: minder tokens list --project myproj
+    """
+    import datetime as dt
+
+    from rich.table import Table
+
+    from modelminder.project import load_project
+    from modelminder.serving.store import ServingStore
+
+    def when(seconds: int | None) -> str:
+        if seconds is None:
+            return ""
+        return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+    with ServingStore.open(load_project(project).root) as store:
+        found = store.tokens()
+    table = Table(title=f"{len(found)} token(s)")
+    for column in ("id", "role", "created", "revoked"):
+        table.add_column(column)
+    for t in found:
+        table.add_row(t.id, t.role, when(t.created_at), when(t.revoked_at))
+    out.print(table)
+
+
+@tokens_app.command("revoke")
+def revoke_token(
+    token_id: Annotated[str, typer.Argument(help="The id shown by 'minder tokens list'.")],
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Revoke a token: a running server refuses it from its next request.
+
+    Example: minder tokens revoke 3f2a9c01b7de --project myproj
+    """
+    from modelminder.project import load_project
+    from modelminder.serving.store import ServingStore
+
+    with ServingStore.open(load_project(project).root) as store:
+        info = store.revoke(token_id)
+    out.print(f"Revoked token {info.id} ({info.role}).")
 
 
 def stream(

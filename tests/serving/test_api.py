@@ -280,13 +280,17 @@ def test_concurrent_requests_are_scored_together_and_answered_alone(
     from modelminder.monitoring.skew import check_served
 
     project, pending = live
-    app = create_app(service, open_access=True)
+    app = create_app(service, open_access=False)
     batcher = app.state.batcher
     goods = pending[800:830]
+    token = service.store.create_token("service")
 
     async def send() -> list[Any]:
         transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as c:
+        async with httpx2.AsyncClient(
+            transport=transport, base_url="http://test",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as c:  # fmt: skip
             calls = [c.post("/v1/predict", json={"events": [e]}) for e in goods]
             calls.append(c.post("/v1/predict", json={"events": [pending[830] | {"amount": "x"}]}))
             calls += [c.post("/v1/predict", json={"events": [pending[831]]}) for _ in range(2)]

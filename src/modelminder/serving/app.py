@@ -13,12 +13,11 @@ time, and the request models are built per app.)
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -27,9 +26,18 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from modelminder.errors import ArtifactError, MinderError, RegistryError, SchemaError
+from modelminder.errors import (
+    ArtifactError,
+    MinderError,
+    MonitorError,
+    RegistryError,
+    SchemaError,
+)
+from modelminder.serving.auth import Authenticator, requires
 from modelminder.serving.batching import MicroBatcher
+from modelminder.serving.envelope import error_response, responses
 from modelminder.serving.monitor_routes import add_monitor_routes
 from modelminder.serving.schemas import (
     IngestResult,
@@ -40,38 +48,12 @@ from modelminder.serving.schemas import (
     PredictResponse,
     Ready,
 )
-from modelminder.serving.service import NoChampionError, Service
+from modelminder.serving.service import LabelsWaitingFull, NoChampionError, Service, ShuttingDown
 from modelminder.workflows import actor
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 2_000_000
 _TYPES: dict[str, Any] = {"str": str, "float": float, "int": int, "bool": bool}
-
-
-class ErrorDetail(BaseModel):
-    type: str = Field(description="NoChampion, SchemaError, ValidationError, Unauthorized, ...")
-    message: str = Field(description="What is wrong and how to fix it")
-    fields: list[str] | None = Field(default=None, description="One entry per bad field")
-
-
-class ErrorBody(BaseModel):
-    """Every error has this shape."""
-
-    error: ErrorDetail
-
-
-def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {
-        400: "Bad request",
-        401: "Missing or unknown bearer token",
-        403: "The token's role may not do this",
-        404: "Not found",
-        409: "Refused by the registry (e.g. a rejected model as champion)",
-        413: "Body too large",
-        422: "Invalid input: the field is named; nothing was written",
-        503: "No champion model yet",
-    }
-    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
 
 
 class LabelIn(BaseModel):
@@ -149,58 +131,43 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         "minder_predictions_total", "Predictions by model version", ["version"], registry=metrics
     )
 
+    # Added first, so it runs inside _Measure: refusals are counted and timed too.
+    app.add_middleware(Authenticator, api=app, store=service.store, open_access=open_access)
     app.add_middleware(_Measure, requests=requests, latency=latency)
     batcher = MicroBatcher(service)
     app.state.batcher = batcher
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
-        return _error(422, "ValidationError", "; ".join(problems), fields=problems)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _invalid_input(request, exc)
 
     @app.exception_handler(MinderError)
-    async def minder_error(_: Request, exc: MinderError) -> JSONResponse:
-        if isinstance(exc, NoChampionError):
-            return _error(503, "NoChampion", str(exc))
-        if isinstance(exc, SchemaError):
-            return _error(422, "SchemaError", str(exc))
-        if isinstance(exc, RegistryError | ArtifactError):  # a state the request cannot change
-            return _error(409, type(exc).__name__, str(exc))
-        return _error(400, type(exc).__name__, str(exc))
+    async def refused(_: Request, exc: MinderError) -> JSONResponse:
+        if isinstance(exc, NoChampionError | ShuttingDown):
+            kind = "NoChampion" if isinstance(exc, NoChampionError) else "ShuttingDown"
+            return error_response(503, kind, str(exc))
+        if isinstance(exc, SchemaError | MonitorError):  # the input (body or query) is wrong
+            return error_response(422, type(exc).__name__, str(exc))
+        if isinstance(exc, RegistryError | ArtifactError | LabelsWaitingFull):
+            return error_response(409, type(exc).__name__, str(exc))  # the state refuses it
+        return error_response(400, type(exc).__name__, str(exc))
 
-    bearer = HTTPBearer(auto_error=False, description="A token from `minder tokens create`.")
-
-    def role(*allowed: str) -> Callable[..., Awaitable[str]]:
-        async def check(  # async: a sync dependency costs a thread hop per request
-            request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-        ) -> str:
-            header = request.headers.get("authorization", "")
-            if not header.startswith("Bearer "):
-                if open_access:
-                    return "admin"
-                raise HTTPException(401, "Missing bearer token (Authorization: Bearer ...).")
-            found = service.store.role_of(header.removeprefix("Bearer ").strip())
-            if found is None:
-                raise HTTPException(401, "Unknown token.")
-            if found != "admin" and found not in allowed:
-                raise HTTPException(
-                    403, f"A {found!r} token cannot do this; it needs {' or '.join(allowed)}."
-                )
-            return found
-
-        return check
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        kind = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound"}.get(exc.status_code)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return _error(exc.status_code, kind or "HTTPError", str(exc.detail), headers=headers)
+    @app.exception_handler(StarletteHTTPException)  # also the router's own 404 and 405
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = _KINDS.get(exc.status_code, "HTTPError")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = "No such route. The routes are listed at /docs (OpenAPI: /openapi.json)."
+        return error_response(exc.status_code, kind, message, headers=headers or None)
 
     @app.post(
         "/v1/predict", tags=["scoring"],
-        responses={200: {"model": PredictResponse}, **_responses(401, 403, 413, 422, 503)},
+        responses={200: {"model": PredictResponse}, **responses(401, 403, 413, 422, 503)},
     )  # fmt: skip
-    async def predict(body: Batch, _: str = Depends(role("service"))) -> dict[str, Any]:
+    async def predict(body: Batch, _: str = Depends(requires("service"))) -> dict[str, Any]:
         """Score events (in order) with the champion: score, decision, model version and the
         top reasons (the served features are logged: GET /v1/predictions/{event_id}). Events
         are appended to the log first; a retried event_id is not scored again and gets the
@@ -216,19 +183,19 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         # Plain JSON data: skip FastAPI's generic encoder walk.
         return JSONResponse({"predictions": results})  # type: ignore[return-value]
 
-    @app.post("/v1/events", tags=["ingest"], responses=_responses(401, 403, 413, 422))
-    async def events(body: Batch, _: str = Depends(role("service"))) -> IngestResult:
+    @app.post("/v1/events", tags=["ingest"], responses=responses(401, 403, 413, 422))
+    async def events(body: Batch, _: str = Depends(requires("service"))) -> IngestResult:
         """Append events without scoring (they still update the live feature state)."""
         return IngestResult(**service.ingest(_dumps(body.events)))
 
-    @app.post("/v1/labels", tags=["ingest"], responses=_responses(401, 403, 413, 422))
-    async def labels(body: Labels, _: str = Depends(role("service"))) -> LabelsResult:
+    @app.post("/v1/labels", tags=["ingest"], responses=responses(401, 403, 413, 422))
+    async def labels(body: Labels, _: str = Depends(requires("service"))) -> LabelsResult:
         """Ground truth arriving live: known from the later of label_ts and now."""
         return LabelsResult(**service.add_labels([x.model_dump() for x in body.labels]))
 
-    @app.get("/v1/predictions/{event_id}", tags=["scoring"], responses=_responses(401, 403, 404))
+    @app.get("/v1/predictions/{event_id}", tags=["scoring"], responses=responses(401, 403, 404))
     async def prediction(
-        event_id: str, _: str = Depends(role("service", "reviewer"))
+        event_id: str, _: str = Depends(requires("service", "reviewer"))
     ) -> PredictionRecord:
         """What was served for an event (champion and shadow), with the features."""
         found = service.predictions.for_event(event_id)
@@ -242,8 +209,8 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
             }
         )
 
-    @app.get("/v1/models", tags=["models"], responses=_responses(401, 403))
-    async def models(_: str = Depends(role("service", "reviewer"))) -> ModelsOut:
+    @app.get("/v1/models", tags=["models"], responses=responses(401, 403))
+    async def models(_: str = Depends(requires("service", "reviewer"))) -> ModelsOut:
         """Registered versions, their status and the aliases."""
         from modelminder.registry import Registry
 
@@ -256,9 +223,9 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
                 ],
             )
 
-    @app.post("/v1/models/{version}/promote", tags=["models"], responses=_responses(401, 403, 409))
+    @app.post("/v1/models/{version}/promote", tags=["models"], responses=responses(401, 403, 409))
     async def promote(
-        version: str, alias: str = "champion", _: str = Depends(role("admin"))
+        version: str, alias: str = "champion", _: str = Depends(requires("admin"))
     ) -> dict[str, str]:
         """Point an alias at a version (audited); the service reloads its models."""
         from modelminder.registry import Registry
@@ -269,8 +236,8 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         service.reload_models()
         return {alias: version}
 
-    @app.post("/v1/models/rollback", tags=["models"], responses=_responses(401, 403, 409))
-    async def rollback(_: str = Depends(role("admin"))) -> dict[str, str]:
+    @app.post("/v1/models/rollback", tags=["models"], responses=responses(401, 403, 409))
+    async def rollback(_: str = Depends(requires("admin"))) -> dict[str, str]:
         """Move champion back to the previous champion (audited)."""
         from modelminder.registry import Registry
 
@@ -279,7 +246,7 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         service.reload_models()
         return {"champion": version}
 
-    add_monitor_routes(app, service, role("reviewer"), _responses)
+    add_monitor_routes(app, service, requires("reviewer"), responses)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -356,7 +323,7 @@ class _Measure:
 
 
 def _too_large(size: str) -> JSONResponse:
-    return _error(
+    return error_response(
         413, "PayloadTooLarge",
         f"The body is {size}; at most {MAX_BODY_BYTES} bytes are accepted. Send smaller batches.",
     )  # fmt: skip
@@ -381,15 +348,37 @@ def _dumps(items: list[Any]) -> list[dict[str, Any]]:
     return [cast(BaseModel, item).model_dump() for item in items]
 
 
-def _error(
-    status: int,
-    kind: str,
-    message: str,
-    *,
-    fields: list[str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body: dict[str, Any] = {"error": {"type": kind, "message": message}}
-    if fields:
-        body["error"]["fields"] = fields
-    return JSONResponse(body, status_code=status, headers=headers)
+_KINDS = {
+    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+    405: "MethodNotAllowed", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
+}  # fmt: skip
+
+
+def _invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A request the route could not parse: not JSON (415), malformed JSON, or fields that do
+    not fit (422, each bad field named)."""
+    errors = list(exc.errors())
+    for e in errors:
+        if e.get("type") == "json_invalid":
+            where = e["loc"][1] if len(e["loc"]) > 1 else "?"
+            why = (e.get("ctx") or {}).get("error", "malformed")
+            return error_response(
+                422, "InvalidJSON",
+                f"The body is not valid JSON: {why} at character {where}. Send a JSON object "
+                'like {"events": [...]} with content-type: application/json.',
+                fields=[f"body: {why} at character {where}"],
+            )  # fmt: skip
+        if tuple(e["loc"]) == ("body",) and isinstance(e.get("input"), bytes | str):
+            kind = request.headers.get("content-type", "(none)")
+            return error_response(
+                415, "UnsupportedMediaType",
+                f"The body must be JSON sent with content-type: application/json; the request "
+                f"has content-type: {kind}.",
+            )  # fmt: skip
+    problems = [_problem(e) for e in errors]
+    return error_response(422, "ValidationError", "; ".join(problems), fields=problems)
+
+
+def _problem(e: Any) -> str:
+    where = ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0])
+    return f"{where}: {e['msg']}"

@@ -47,6 +47,15 @@ class NoChampionError(MinderError):
     """No model is champion yet: promote one (``minder models promote VERSION``)."""
 
 
+class ShuttingDown(MinderError):
+    """The server is stopping and takes no new work: retry after it restarts."""
+
+
+class LabelsWaitingFull(MinderError):
+    """Too many labels wait for events that have not arrived: send events before their
+    labels, or raise ``[serving] max_waiting_labels``."""
+
+
 @dataclass(frozen=True)
 class DecisionPolicy:
     """Decisions by calibrated score: ``approve`` below ``review_at``, ``block`` from

@@ -7,13 +7,25 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelminder.errors import MinderError
 from modelminder.store.sqlite import Database
 
 ROLES = ("service", "reviewer", "admin")
+ID_CHARS = 12  # a token's public id: the first hex digits of its hash
 DB_NAME = "serving.db"
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as listed: its public id (a prefix of its hash), role and times (UTC seconds)."""
+
+    id: str
+    role: str
+    created_at: int
+    revoked_at: int | None
 
 
 class ServingStore:
@@ -22,8 +34,10 @@ class ServingStore:
     >>> import tempfile
     >>> with ServingStore.open(Path(tempfile.mkdtemp())) as store:
     ...     token = store.create_token("service")
-    ...     store.role_of(token), store.role_of("nope")
-    ('service', None)
+    ...     before = store.role_of(token), store.role_of("nope")
+    ...     _ = store.revoke(store.tokens()[0].id)
+    ...     before, store.role_of(token), store.has_tokens()
+    (('service', None), None, True)
     """
 
     def __init__(self, root: Path) -> None:
@@ -36,6 +50,9 @@ class ServingStore:
                 "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, role TEXT NOT NULL, "
                 "created_at INTEGER NOT NULL DEFAULT (CAST(strftime('%s','now') AS INTEGER)))"
             )
+            columns = {str(r[1]) for r in self._db.fetch("PRAGMA table_info(tokens)")}
+            if "revoked_at" not in columns:  # databases from before revocation existed
+                self._db.fetch("ALTER TABLE tokens ADD COLUMN revoked_at INTEGER")
 
     @classmethod
     def open(cls, root: Path) -> ServingStore:
@@ -63,11 +80,49 @@ class ServingStore:
         return token
 
     def role_of(self, token: str) -> str | None:
-        rows = self._db.fetch("SELECT role FROM tokens WHERE hash = ?", [_hash(token)])
+        """The role of a valid token; None for an unknown or revoked one. Asked per request,
+        so a token revoked by another process stops working at once."""
+        rows = self._db.fetch(
+            "SELECT role FROM tokens WHERE hash = ? AND revoked_at IS NULL", [_hash(token)]
+        )
         return str(rows[0][0]) if rows else None
 
     def has_tokens(self) -> bool:
+        """Whether any token was ever created (revoked ones count: revoking every token does
+        not reopen a server)."""
         return bool(self._db.fetch("SELECT 1 FROM tokens LIMIT 1"))
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every token, oldest first (ids only: the tokens themselves are not stored)."""
+        rows = self._db.fetch(
+            "SELECT hash, role, created_at, revoked_at FROM tokens ORDER BY created_at, hash"
+        )
+        return [
+            TokenInfo(str(h)[:ID_CHARS], str(r), int(c), None if v is None else int(v))
+            for h, r, c, v in rows
+        ]
+
+    def revoke(self, token_id: str) -> TokenInfo:
+        """Revoke the token whose id (from :meth:`tokens`) is ``token_id``."""
+        if (
+            not isinstance(token_id, str)
+            or len(token_id) != ID_CHARS
+            or not all(c in "0123456789abcdef" for c in token_id)
+        ):
+            raise MinderError(
+                f"A token id is {ID_CHARS} hex digits as shown by 'minder tokens list'. "
+                f"Got {token_id!r}."
+            )
+        with self._db.tx():
+            self._db.fetch(
+                "UPDATE tokens SET revoked_at = CAST(strftime('%s','now') AS INTEGER) "
+                "WHERE substr(hash, 1, ?) = ? AND revoked_at IS NULL",
+                [ID_CHARS, token_id],
+            )
+        found = [t for t in self.tokens() if t.id == token_id]
+        if not found:
+            raise MinderError(f"No token has id {token_id!r}. List them with: minder tokens list.")
+        return found[0]
 
 
 def _hash(token: str) -> str:
