@@ -10,11 +10,13 @@ import importlib.util
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from modelminder.errors import ConfigError
+from modelminder.errors import ConfigError, MinderError, SchemaError
 from modelminder.events.log import EventLog
-from modelminder.events.schema import EventSchema
+from modelminder.events.schema import MAX_TEXT_CHARS, EventSchema
 from modelminder.features.dsl import FeatureSet
+from modelminder.features.durations import parse_duration
 from modelminder.features.plan import Plan, compile_plan
 
 CONFIG_NAME = "minder.toml"
@@ -32,9 +34,28 @@ log = "minder.db"
 fields = {{ card_id = "str", merchant_id = "str", amount = "float", country = "str", \
 channel = "str" }}
 
+# Plausible ranges of numeric fields: an event outside them is refused (422 on the API, an
+# error naming the row for files). Undeclared float fields accept |x| <= 1e15.
+ranges = {{ amount = [-1000000, 1000000] }}
+# Text fields longer than this are refused (event_id: 128 characters, label source: 64).
+max_chars = 256
+
 [features]
 # A Python file defining FEATURES = FeatureSet(...); edit it to define your own features.
 module = "features.py"
+
+[serving]
+# Live events (POST /v1/predict, /v1/events) dated further from the server's clock are
+# refused: older than max_event_age, or ahead of it by more than max_event_lead.
+max_event_age = "365d"
+max_event_lead = "1h"
+# Labels that arrived before their event wait for it (in memory and in the log); at most
+# this many wait at once, and a label waits at most label_wait (then it expires).
+max_waiting_labels = 10000
+label_wait = "7d"
+# "normal": a commit survives a crash of the process, not of the machine (fast);
+# "full": every commit is on disk before the answer (fsync per commit).
+durability = "normal"
 """
 
 FEATURES_TEMPLATE = '''\
@@ -64,6 +85,49 @@ _ = (count, sum_)
 '''
 
 
+DURABILITY = ("normal", "full")
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """``[serving]`` in ``minder.toml``: what the live path accepts and how durably it logs."""
+
+    max_event_age: str = "365d"
+    max_event_lead: str = "1h"
+    max_waiting_labels: int = 10_000
+    label_wait: str = "7d"
+    durability: str = "normal"
+
+    def __post_init__(self) -> None:
+        for key in ("max_event_age", "max_event_lead", "label_wait"):
+            try:
+                parse_duration(getattr(self, key), what=f"[serving].{key}")
+            except MinderError as exc:
+                raise ConfigError(str(exc)) from None
+        n = self.max_waiting_labels
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 10_000_000:
+            raise ConfigError(
+                f"[serving].max_waiting_labels must be an int from 0 to 10000000. Got {n!r}."
+            )
+        if self.durability not in DURABILITY:
+            raise ConfigError(
+                f"[serving].durability must be one of {', '.join(map(repr, DURABILITY))}. "
+                f"Got {self.durability!r}."
+            )
+
+    @property
+    def max_event_age_us(self) -> int:
+        return parse_duration(self.max_event_age, what="[serving].max_event_age")
+
+    @property
+    def max_event_lead_us(self) -> int:
+        return parse_duration(self.max_event_lead, what="[serving].max_event_lead")
+
+    @property
+    def label_wait_us(self) -> int:
+        return parse_duration(self.label_wait, what="[serving].label_wait")
+
+
 @dataclass(frozen=True)
 class Project:
     """A loaded project."""
@@ -74,9 +138,10 @@ class Project:
     schema: EventSchema
     features_module: Path | None
     builtin: str | None
+    serving: ServingConfig = ServingConfig()
 
     def open_log(self) -> EventLog:
-        return EventLog.open(self.log_path, self.schema)
+        return EventLog.open(self.log_path, self.schema, durability=self.serving.durability)
 
     def feature_set(self) -> FeatureSet:
         if self.builtin is not None:
@@ -114,6 +179,24 @@ def load_project(root: str | Path) -> Project:
             f"[events].fields in {path} must be a table of field = type, e.g. "
             '{ card_id = "str", amount = "float" }.'
         )
+    events = data.get("events", {})
+    ranges = events.get("ranges", {})
+    if not isinstance(ranges, dict):
+        raise ConfigError(
+            f"[events].ranges in {path} must be a table of field = [low, high], e.g. "
+            "{ amount = [0, 1000000] }."
+        )
+    unknown = set(events) - {"fields", "ranges", "max_chars"}
+    serving = data.get("serving", {})
+    if not isinstance(serving, dict):
+        raise ConfigError(f"[serving] in {path} must be a table (a [serving] section).")
+    unknown_serving = set(serving) - set(ServingConfig.__dataclass_fields__)
+    if unknown or unknown_serving:
+        keys = [f"[events].{k}" for k in unknown] + [f"[serving].{k}" for k in unknown_serving]
+        raise ConfigError(
+            f"{path} has unknown key(s) {', '.join(sorted(keys))}. [events] takes fields, "
+            f"ranges, max_chars; [serving] takes {', '.join(ServingConfig.__dataclass_fields__)}."
+        )
     feats = data.get("features", {})
     module = feats.get("module")
     builtin = feats.get("builtin")
@@ -130,10 +213,24 @@ def load_project(root: str | Path) -> Project:
         root=base,
         name=name,
         log_path=base / log,
-        schema=EventSchema({str(k): str(v) for k, v in fields.items()}),
+        schema=_schema(path, fields, ranges, events.get("max_chars", MAX_TEXT_CHARS)),
         features_module=(base / module) if module is not None else None,
         builtin=builtin,
+        serving=ServingConfig(**serving),
     )
+
+
+def _schema(
+    path: Path, fields: dict[str, Any], ranges: dict[str, Any], max_chars: Any
+) -> EventSchema:
+    try:
+        return EventSchema(
+            {str(k): str(v) for k, v in fields.items()},
+            {str(k): tuple(v) if isinstance(v, list) else v for k, v in ranges.items()},
+            max_chars,
+        )
+    except SchemaError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _load_features(path: Path) -> FeatureSet:

@@ -223,3 +223,35 @@ def test_a_window_not_over_yet_is_left_out_of_drift_and_outages_count(
     frame = pl.DataFrame({"window_start": [d for d in days for _ in range(100)]})
     [outage] = volume_alerts(frame, DAY)
     assert outage.window_start == 10 * DAY and outage.evidence["count"] == 0
+
+
+def test_one_event_from_year_one_does_not_break_the_default_range(
+    steady: tuple[Project, MonitorReport], tmp_path: pytest.TempPathFactory
+) -> None:
+    """An event dated 0001-01-01 that reached the log (an import, or a server from before the
+    live path refused it) is left out of the default range with a note, not 739,736 windows."""
+    import datetime as dt
+    import shutil
+    from pathlib import Path
+
+    import polars as pl
+
+    from modelminder.events.predictions import Prediction
+    from modelminder.project import load_project
+
+    copy = Path(str(tmp_path)) / "p"
+    shutil.copytree(steady[0].root, copy)
+    project = load_project(copy)
+    with project.open_log() as log:
+        last = PredictionTopic(log).frame().tail(1)
+        event = log.events_by_id(last.get_column("event_id").to_list()).drop("offset")
+        ancient = event.with_columns(
+            event_id=pl.lit("ancient"), ts=pl.lit(dt.datetime(1, 1, 1), pl.Datetime("us"))
+        )
+        log.append_events(ancient)
+        [served] = PredictionTopic(log).for_event(last.get_column("event_id")[0])
+        PredictionTopic(log).append([Prediction(**(vars(served) | {"event_id": "ancient"}))])
+    report = run_monitor(project, MonitorConfig(skew_sample=0), record_alerts=False)
+    assert any("1 served event(s) dated far from the rest were left out" in n
+               for n in report.notes), report.notes  # fmt: skip
+    assert report.windows.get_column("window_start").min() >= START * DAY

@@ -15,7 +15,7 @@ from modelminder.project import init_project, load_project
 from modelminder.serving.app import create_app
 from modelminder.serving.auth import route_roles
 from modelminder.serving.service import Service
-from modelminder.serving.store import ROLES
+from modelminder.serving.store import ROLES, token_id
 
 CALLERS = ("none", *ROLES, "forged", "revoked")
 
@@ -44,7 +44,7 @@ def test_every_route_admits_exactly_its_roles(service: Service) -> None:
     tokens = {role: service.store.create_token(role) for role in ROLES}
     tokens["forged"] = "mm_admin_" + "x" * 32
     tokens["revoked"] = service.store.create_token("admin")
-    service.store.revoke(service.store.tokens()[-1].id)
+    service.store.revoke(token_id(tokens["revoked"]))
     table = route_roles(app)
     guarded = {k: v for k, v in table.items() if v is not None}
     # The table covers what the README documents as guarded.
@@ -92,7 +92,7 @@ def test_an_open_server_closes_when_a_token_is_created_while_it_runs(tmp_path: P
             r = client.get("/v1/models", headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 200
             # Revoking every token does not reopen it.
-            service.store.revoke(service.store.tokens()[0].id)
+            service.store.revoke(token_id(token))
             assert client.get("/v1/models").status_code == 401
             r = client.get("/v1/models", headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 401

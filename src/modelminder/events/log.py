@@ -25,7 +25,7 @@ import polars as pl
 
 from modelminder.clock import Clock, WallClock
 from modelminder.errors import LogError, SchemaError
-from modelminder.events.schema import EventSchema, normalize
+from modelminder.events.schema import EventSchema, normalize, normalize_labels
 from modelminder.store.sqlite import Database, RowInsert
 
 CHUNK = 50_000
@@ -78,12 +78,11 @@ _LABEL_INSERT = RowInsert(
 # A checkpoint copies each page's latest version once, so a larger WAL (16 MB before an
 # automatic checkpoint, against SQLite's 4 MB) writes hot index pages less often: measured
 # -15% mean and -60% p99 on one-event transactions (the live path's).
-_PRAGMAS = (
-    "journal_mode=WAL",
-    "synchronous=NORMAL",
-    "busy_timeout=10000",
-    "wal_autocheckpoint=4000",
-)
+_PRAGMAS = ("journal_mode=WAL", "busy_timeout=10000", "wal_autocheckpoint=4000")
+# How a commit reaches the disk. In WAL mode, NORMAL syncs at checkpoints only: a commit
+# survives a crash of the process (the WAL file is written), but the last commits before an
+# OS crash or power cut may be lost. FULL syncs the WAL at every commit.
+_SYNCHRONOUS = {"normal": "synchronous=NORMAL", "full": "synchronous=FULL"}
 
 
 class EventLog:
@@ -103,12 +102,24 @@ class EventLog:
     >>> log.close()
     """
 
-    def __init__(self, path: Path, schema: EventSchema, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        schema: EventSchema,
+        clock: Clock | None = None,
+        durability: str = "normal",
+    ) -> None:
+        if durability not in _SYNCHRONOUS:
+            raise LogError(
+                f"The log's durability must be one of {', '.join(map(repr, _SYNCHRONOUS))}. "
+                f"Got {durability!r}."
+            )
         self.path = path
         self.schema = schema
+        self.durability = durability
         # Stamps audit records that do not bring their own time.
         self.clock: Clock = clock if clock is not None else WallClock()
-        self._db = Database(path, pragmas=_PRAGMAS)
+        self._db = Database(path, pragmas=(*_PRAGMAS, _SYNCHRONOUS[durability]))
         self._lock = self._db.lock
         self._fetch = self._db.fetch
         self._tx = self._db.tx
@@ -118,16 +129,24 @@ class EventLog:
         )  # fmt: skip
 
     @classmethod
-    def open(cls, path: str | Path, schema: EventSchema, *, clock: Clock | None = None) -> EventLog:
+    def open(
+        cls,
+        path: str | Path,
+        schema: EventSchema,
+        *,
+        clock: Clock | None = None,
+        durability: str = "normal",
+    ) -> EventLog:
         """Open (creating if needed) the log at ``path`` for events with ``schema``.
 
         ``clock`` stamps audit records appended without an explicit time (default: the wall
-        clock).
+        clock). ``durability``: ``"normal"`` (a commit survives the process's crash) or
+        ``"full"`` (also an OS crash or power cut: fsync per commit).
         """
         p = Path(path)
         if not p.parent.exists():
             raise LogError(f"Cannot create the log at {p}: folder {p.parent} does not exist.")
-        log = cls(p, schema, clock)
+        log = cls(p, schema, clock, durability)
         try:
             log._migrate()
         except BaseException:
@@ -183,6 +202,13 @@ class EventLog:
                 f"configuration declares {json.dumps(fields)}. Use the original fields, or "
                 "start a new log file."
             )
+        if not c._fetch("SELECT 1 FROM sqlite_master WHERE type='table' AND name='label_expiry'"):
+            with self._tx():
+                c._fetch(
+                    "CREATE TABLE IF NOT EXISTS label_expiry (event_id TEXT NOT NULL, "
+                    "source TEXT NOT NULL, expired_at INTEGER NOT NULL, "
+                    "PRIMARY KEY (event_id, source))"
+                )
         # Logs created before the audit topic existed get it on their next open.
         if not c._fetch("SELECT 1 FROM sqlite_master WHERE type='table' AND name='audit'"):
             with self._tx():
@@ -198,7 +224,7 @@ class EventLog:
         self, frame: pl.DataFrame, progress: Callable[[int], None] | None = None
     ) -> AppendResult:
         """Validate and append a batch of events, atomically and idempotently by event_id."""
-        batch = normalize(frame, self.schema.fields, ("ts",))
+        batch = normalize(frame, self.schema.fields, ("ts",), self.schema.rules)
         names = ["event_id", "ts", *self.schema.fields]
         sql = (
             f"INSERT INTO events ({', '.join(_ident(n) for n in names)}) "
@@ -241,7 +267,7 @@ class EventLog:
         """Append labels. ``received_at_us=None`` is a backfill (``known_at = label_ts``);
         a live arrival passes the clock's time and gets ``known_at = max(label_ts, received)``.
         """
-        batch = normalize(frame, {"is_fraud": "float", "source": "str"}, ("label_ts",))
+        batch = normalize_labels(frame)
         known = pl.col("label_ts")
         if received_at_us is not None:
             known = pl.max_horizontal(pl.col("label_ts"), pl.lit(received_at_us, pl.Int64))
@@ -431,13 +457,40 @@ class EventLog:
         _check_topic(topic)
         return int(self._fetch(f"SELECT COUNT(*) FROM {topic}")[0][0])
 
-    def labels_without_events(self) -> list[tuple[str, float, int]]:
-        """``(event_id, is_fraud, known_at)`` of the labels whose event is not logged yet."""
+    def labels_without_events(self) -> list[tuple[str, str, float, int]]:
+        """``(event_id, source, is_fraud, known_at)`` of the labels whose event is not logged
+        yet and that have not expired (:meth:`expire_labels`), oldest known first."""
         rows = self._fetch(
-            "SELECT l.event_id, l.is_fraud, l.known_at FROM labels l "
-            "LEFT JOIN events e ON e.event_id = l.event_id WHERE e.event_id IS NULL"
+            "SELECT l.event_id, l.source, l.is_fraud, l.known_at FROM labels l "
+            "LEFT JOIN events e ON e.event_id = l.event_id "
+            "LEFT JOIN label_expiry x ON x.event_id = l.event_id AND x.source = l.source "
+            'WHERE e.event_id IS NULL AND x.event_id IS NULL ORDER BY l.known_at, l."offset"'
         )
-        return [(str(e), float(v), int(k)) for e, v, k in rows]
+        return [(str(e), str(s), float(v), int(k)) for e, s, v, k in rows]
+
+    def expire_labels(self, keys: Sequence[tuple[str, str]], *, at_us: int) -> None:
+        """Record that the labels ``(event_id, source)`` gave up waiting for their event at
+        ``at_us``. They stay in the labels topic (training and monitoring use them if the event
+        ever arrives), but label-aware features never count them, in replay as live
+        (:meth:`feature_labels`)."""
+        with self._tx():
+            for event_id, source in keys:
+                self._fetch(
+                    "INSERT INTO label_expiry (event_id, source, expired_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [event_id, source, int(at_us)],
+                )
+
+    def feature_labels(self) -> pl.DataFrame:
+        """The labels that label-aware features count: the labels topic without the expired
+        ones (:meth:`expire_labels`), in offset order."""
+        labels = self.read("labels")
+        if not self._fetch("SELECT 1 FROM label_expiry LIMIT 1"):
+            return labels
+        expired = pl.DataFrame(self._db.arrow("SELECT event_id, source FROM label_expiry")).cast(
+            pl.String
+        )
+        return labels.join(expired, on=["event_id", "source"], how="anti", maintain_order="left")
 
     def events_by_id(self, event_ids: Sequence[str]) -> pl.DataFrame:
         """The logged events among ``event_ids`` (any order; unknown ids are absent)."""

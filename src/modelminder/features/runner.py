@@ -27,7 +27,8 @@ def _load(
     # than that can never fall inside a window of an event in range (see kernel docs).
     start = None if from_ts is None else from_ts - plan.max_horizon
     events = log.read("events", from_ts=start, to_ts=to_ts, to_offset=to_offset)
-    labels = log.read("labels") if plan.label_groups else None
+    # Expired labels (serving.waiting) never feed label-aware features, live or replayed.
+    labels = log.feature_labels() if plan.label_groups else None
     return events, labels if labels is not None else pl.DataFrame()
 
 
@@ -111,7 +112,8 @@ def engine_from_log(log: EventLog, plan: Plan, *, history_us: int | None = None)
         return OnlineEngine(plan)
     history = 3 * plan.max_horizon if history_us is None else history_us
     events = log.read("events", from_ts=latest - history)
-    labels = log.read("labels") if plan.label_groups else None
+    # Expired labels (serving.waiting) never feed label-aware features, live or replayed.
+    labels = log.feature_labels() if plan.label_groups else None
     return OnlineEngine.rebuilt(plan, events, labels)
 
 

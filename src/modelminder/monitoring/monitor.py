@@ -110,6 +110,7 @@ def run_monitor(
         end = as_of if cfg.to_ts is None else min(cfg.to_ts, as_of)
         say("reading the prediction log")
         cats = [n for n, t in log.schema.fields.items() if t == "str" and n != entity]
+        notes: list[str] = []
         served = PredictionTopic(log).frame(
             from_ts=cfg.from_ts, to_ts=cfg.to_ts, event_fields=[entity, *cats]
         )
@@ -118,6 +119,9 @@ def run_monitor(
                 "Nothing was served in that range: the champion's prediction log has no events "
                 "there. Check --from/--to, or serve some events first (minder serve/stream)."
             )
+        served, outliers = _drop_outlying_times(served, cfg, size)
+        if outliers:
+            notes.append(outliers)
         span = served.get_column("ts")
         windows_n = (int(span.max()) - int(span.min())) // size + 1  # type: ignore[arg-type]
         if windows_n > MAX_WINDOWS:
@@ -132,7 +136,6 @@ def run_monitor(
         complete = pl.col("window_start") + size <= end
         partial = served.filter(~complete).get_column("window_start").unique().sort().to_list()
         alerts: list[Alert] = []
-        notes: list[str] = []
         rows: list[dict[str, Any]] = []
         drift: dict[str, DriftReport] = {}
         detectors: dict[str, Any] = {}
@@ -188,6 +191,38 @@ def _default_entity(plan: Any) -> str:
         if group.keys:
             return str(group.keys[0])
     raise MonitorError("The feature set has no entity key; pass --entity for probing.")
+
+
+def _drop_outlying_times(
+    served: pl.DataFrame, cfg: MonitorConfig, size: int
+) -> tuple[pl.DataFrame, str | None]:
+    """Where the range is not given, leave out events whose time lies far from the rest (one
+    event stamped 0001-01-01 must not stretch the report over 700,000 empty days): outside
+    ``[q05 - 3 * spread, q95 + 3 * spread]``, spread = ``max(q95 - q05, one window)``. What
+    was left out is said in a note; ``--from``/``--to`` include it."""
+    if (cfg.from_ts is not None and cfg.to_ts is not None) or served.height == 0:
+        return served, None
+    ts = served.get_column("ts")
+    q05 = int(ts.quantile(0.05, "lower") or 0)
+    q95 = int(ts.quantile(0.95, "higher") or 0)
+    spread = max(q95 - q05, size)
+    low = q05 - 3 * spread if cfg.from_ts is None else None
+    high = q95 + 3 * spread if cfg.to_ts is None else None
+    keep = pl.lit(True)
+    if low is not None:
+        keep = keep & (pl.col("ts") >= low)
+    if high is not None:
+        keep = keep & (pl.col("ts") <= high)
+    kept = served.filter(keep)
+    dropped = served.height - kept.height
+    if not dropped:
+        return served, None
+    first, last = kept.get_column("ts").min(), kept.get_column("ts").max()
+    span = f"{_iso(int(first))} to {_iso(int(last))}"  # type: ignore[arg-type]
+    return kept, (
+        f"{dropped:,} served event(s) dated far from the rest were left out of the default "
+        f"range ({span}); pass --from/--to to include them."
+    )
 
 
 def _latest(log: EventLog, labels: pl.DataFrame) -> int:

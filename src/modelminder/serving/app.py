@@ -35,6 +35,7 @@ from modelminder.errors import (
     RegistryError,
     SchemaError,
 )
+from modelminder.events.schema import MAX_ID_CHARS, MAX_SOURCE_CHARS, EventSchema
 from modelminder.serving.auth import Authenticator, requires
 from modelminder.serving.batching import MicroBatcher
 from modelminder.serving.envelope import error_response, responses
@@ -48,7 +49,8 @@ from modelminder.serving.schemas import (
     PredictResponse,
     Ready,
 )
-from modelminder.serving.service import LabelsWaitingFull, NoChampionError, Service, ShuttingDown
+from modelminder.serving.service import NoChampionError, Service, ShuttingDown
+from modelminder.serving.waiting import LabelsWaitingFull
 from modelminder.workflows import actor
 
 MAX_BATCH = 1000
@@ -56,40 +58,49 @@ MAX_BODY_BYTES = 2_000_000
 _TYPES: dict[str, Any] = {"str": str, "float": float, "int": int, "bool": bool}
 
 
+_TIME = "ISO-8601 time, e.g. 2026-03-01T12:00:00Z (no zone = UTC; a date alone is midnight UTC)"
+
+
 class LabelIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    event_id: str = Field(min_length=1)
-    is_fraud: float
-    label_ts: str
-    source: str = "api"
+    model_config = ConfigDict(extra="forbid", strict=True)
+    event_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    is_fraud: float = Field(
+        description="1 = fraud, 0 = legitimate (numbers only)", json_schema_extra={"enum": [0, 1]}
+    )
+    label_ts: str = Field(description="When the label became true. " + _TIME, max_length=64)
+    source: str = Field(default="api", min_length=1, max_length=MAX_SOURCE_CHARS)
 
     @field_validator("is_fraud")
     @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("must be a finite number (0 or 1)")
+    def _zero_or_one(cls, v: float) -> float:
+        if v not in (0.0, 1.0):
+            raise ValueError("must be 0 or 1")
         return v
 
 
-def _event_model(fields: dict[str, str]) -> type[BaseModel]:
-    """A strict request model for the project's event schema."""
+def _event_model(schema: EventSchema) -> type[BaseModel]:
+    """A strict request model for the project's event schema, documenting its limits (the
+    library checks them again: :func:`~modelminder.events.schema.validate_rows`)."""
+    rules = schema.rules
     spec: dict[str, Any] = {
-        "event_id": (str, Field(min_length=1)),
-        "ts": (str, Field(description="ISO-8601 time, e.g. 2026-03-01T12:00:00Z")),
+        "event_id": (str, Field(min_length=1, max_length=MAX_ID_CHARS)),
+        "ts": (str, Field(description=_TIME, max_length=64)),
     }
-    for name, typ in fields.items():
-        spec[name] = (_TYPES[typ], ...)
+    for name, typ in schema.fields.items():
+        limits: dict[str, Any] = {}
+        if name in rules.ranges:
+            limits["ge"], limits["le"] = rules.ranges[name]
+        if name in rules.max_chars:
+            limits["max_length"] = rules.max_chars[name]
+        spec[name] = (_TYPES[typ], Field(**limits))
 
     def finite(cls: Any, v: Any) -> Any:
         if isinstance(v, float) and not math.isfinite(v):
             raise ValueError("must be a finite number (no NaN or infinity)")
         return v
 
-    validators: dict[str, Any] = {
-        "finite": field_validator(*[n for n, t in fields.items() if t == "float"] or ["ts"])(
-            classmethod(finite)
-        )
-    }
+    floats = [n for n, t in schema.fields.items() if t == "float"]
+    validators: dict[str, Any] = {"finite": field_validator(*floats or ["ts"])(classmethod(finite))}
     return create_model(
         "Event", __config__=ConfigDict(extra="forbid", strict=True), __validators__=validators,
         **spec,
@@ -98,7 +109,7 @@ def _event_model(fields: dict[str, str]) -> type[BaseModel]:
 
 def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
     """The API over ``service``."""
-    Event = _event_model(dict(service.log.schema.fields))
+    Event = _event_model(service.log.schema)
 
     class Batch(BaseModel):
         model_config = ConfigDict(extra="forbid")

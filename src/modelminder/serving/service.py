@@ -21,21 +21,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from modelminder.clock import Clock, WallClock
 from modelminder.errors import MinderError, SchemaError
 from modelminder.events.predictions import Prediction, PredictionTopic, finite_or_none
-from modelminder.events.schema import normalize, validate_rows
+from modelminder.events.schema import validate_label_rows, validate_rows
 from modelminder.features.runner import engine_from_log
 from modelminder.project import Project
 from modelminder.registry import Registry
 from modelminder.serving.store import ServingStore
+from modelminder.serving.waiting import WaitingLabels
 from modelminder.training.ensemble import Ensemble, LightGBMMember
 from modelminder.workflows import load_model
 
-# How far ahead of the server's clock an event's time may be (clock skew between machines).
-MAX_FUTURE_US = 3_600_000_000
 _NOT_SCORED = (
     "This event was logged earlier without a score (e.g. via /v1/events); its features were "
     "folded into the state then, so it cannot be scored again. Send events to /v1/predict to "
@@ -49,11 +47,6 @@ class NoChampionError(MinderError):
 
 class ShuttingDown(MinderError):
     """The server is stopping and takes no new work: retry after it restarts."""
-
-
-class LabelsWaitingFull(MinderError):
-    """Too many labels wait for events that have not arrived: send events before their
-    labels, or raise ``[serving] max_waiting_labels``."""
 
 
 @dataclass(frozen=True)
@@ -144,22 +137,37 @@ class Service:
     def validate(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The batch's rows, normalized; raises :class:`SchemaError` (naming the field) if any
         event is invalid. Touches nothing."""
-        rows = validate_rows(events, self.log.schema.fields, ("ts",))
-        # An event stamped in the future would sit in every window until its time came and
-        # then vanish: a clock error at the source, refused rather than folded.
-        horizon = self.clock.now_us() + MAX_FUTURE_US
-        late = [r for r in rows if r["ts"] > horizon]
-        if late:
-            raise SchemaError(
-                f"Event {late[0]['event_id']!r}: field 'ts' is more than "
-                f"{MAX_FUTURE_US // 60_000_000} minutes ahead of the server's clock "
-                f"({len(late)} such event(s) in the batch). Check the source's clock. "
-                "Nothing was written."
-            )
+        rows = validate_rows(events, self.log.schema.fields, ("ts",), self.log.schema.rules)
+        self._check_times(rows, "ts", "Event")
         ids = [r["event_id"] for r in rows]
         if len(set(ids)) != len(ids):
             raise SchemaError("The batch repeats an event_id; send each event once.")
         return rows
+
+    def _check_times(self, rows: list[dict[str, Any]], name: str, what: str) -> None:
+        """Refuse times implausibly far from the server's clock ([serving] in minder.toml).
+        A time in the future would sit in every window until its time came and then vanish;
+        one decades old would stretch every report over empty windows: clock or data errors
+        at the source, refused rather than folded."""
+        cfg = self.project.serving
+        now = self.clock.now_us()
+        ahead = [r for r in rows if r[name] > now + cfg.max_event_lead_us]
+        if ahead:
+            raise SchemaError(
+                f"{what} of event {ahead[0]['event_id']!r}: field {name!r} is more than "
+                f"{cfg.max_event_lead} ahead of the server's clock ({len(ahead)} such row(s) "
+                "in the batch; [serving].max_event_lead). Check the source's clock. Nothing "
+                "was written."
+            )
+        if what == "Event":  # a label's time may be old: it is when it became true
+            old = [r for r in rows if r[name] < now - cfg.max_event_age_us]
+            if old:
+                raise SchemaError(
+                    f"Event {old[0]['event_id']!r}: field 'ts' is more than "
+                    f"{cfg.max_event_age} before the server's clock ({len(old)} such event(s) "
+                    "in the batch; [serving].max_event_age). Import history with minder "
+                    "ingest instead. Nothing was written."
+                )
 
     def _new_events(self, rows: list[dict[str, Any]]) -> set[str]:
         """Append validated rows (see :meth:`validate`); the ids that were already logged."""
@@ -170,8 +178,8 @@ class Service:
     def _fold(self, row: dict[str, Any]) -> Any:
         """Fold one new event into the live state (after any label that arrived before it,
         as replay does); its features as a vector."""
-        for value, known_at in self._waiting.pop(row["event_id"], []):
-            self.engine.add_label(row, value, known_at)
+        for w in self._waiting.pop(row["event_id"]):
+            self.engine.add_label(row, w.value, w.known_at)
         return self.engine.process_vector(row)
 
     @contextmanager
@@ -189,15 +197,11 @@ class Service:
     def _rebuild(self) -> None:
         started = time.perf_counter()
         self.engine = engine_from_log(self.log, self.plan)
-        self._waiting = self._labels_waiting()
+        cfg = self.project.serving
+        self._waiting = WaitingLabels.from_log(
+            self.log, cfg.max_waiting_labels, cfg.label_wait_us, self.clock.now_us()
+        )
         self.rebuild_seconds = time.perf_counter() - started
-
-    def _labels_waiting(self) -> dict[str, list[tuple[float, int]]]:
-        """Logged labels whose event is not in the log yet (folded when the event arrives)."""
-        waiting: dict[str, list[tuple[float, int]]] = {}
-        for event_id, v, known_at in self.log.labels_without_events():
-            waiting.setdefault(str(event_id), []).append((float(v), int(known_at)))
-        return waiting
 
     def ingest(self, events: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         """Append events without scoring; new ones are folded into the live state."""
@@ -318,41 +322,30 @@ class Service:
     def add_labels(self, labels: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         """Append labels arriving live (known from the later of label_ts and now) and fold the
         new ones into the label-aware state; a label whose event has not arrived yet waits for
-        it. A re-sent label (same event and source) changes nothing."""
+        it (bounded: :mod:`modelminder.serving.waiting`). A re-sent label (same event and
+        source) changes nothing."""
+        rows = validate_label_rows(labels)
+        self._check_times(rows, "label_ts", "Label")
         now = self.clock.now_us()
-        frame = pl.DataFrame([dict(x) for x in labels], infer_schema_length=None)
-        batch = normalize(frame, {"is_fraud": "float", "source": "str"}, ("label_ts",))
-        bad = batch.filter(~pl.col("is_fraud").is_in([0.0, 1.0]))
-        if bad.height:
-            raise SchemaError(
-                f"Label of event {bad.get_column('event_id')[0]!r}: field 'is_fraud' must be 0 "
-                f"or 1; got {bad.get_column('is_fraud')[0]!r}. Nothing was written."
-            )
-        future = batch.filter(pl.col("label_ts") > now + MAX_FUTURE_US)
-        if future.height:
-            raise SchemaError(
-                f"Label of event {future.get_column('event_id')[0]!r}: field 'label_ts' is more "
-                f"than {MAX_FUTURE_US // 60_000_000} minutes ahead of the server's clock. A "
-                "label cannot be known before it happens; check the source's clock. Nothing "
-                "was written."
-            )
-        rows = list(batch.iter_rows(named=True))
-        with self._consistent():
-            inserted = self.log.append_label_rows(rows, received_at_us=now)
-            fresh = [r for r, new in zip(rows, inserted, strict=True) if new]
-            events = {
+        with self._lock:
+            logged = {
                 r["event_id"]: r
-                for r in self.log.events_by_id([r["event_id"] for r in fresh]).iter_rows(named=True)
+                for r in self.log.events_by_id([r["event_id"] for r in rows]).iter_rows(named=True)
             }
-            for lab in fresh:
-                known_at = max(int(lab["label_ts"]), now)
-                event = events.get(lab["event_id"])
-                if event is None:
-                    self._waiting.setdefault(lab["event_id"], []).append(
-                        (float(lab["is_fraud"]), known_at)
-                    )
-                else:
-                    self.engine.add_label(event, float(lab["is_fraud"]), known_at)
+            # Refused before the transaction: a full waiting room costs no rebuild.
+            orphans = [r["event_id"] for r in rows if r["event_id"] not in logged]
+            self._waiting.admit(self.log, orphans, now)
+            with self._consistent():
+                inserted = self.log.append_label_rows(rows, received_at_us=now)
+                fresh = [r for r, new in zip(rows, inserted, strict=True) if new]
+                for lab in fresh:
+                    known_at = max(int(lab["label_ts"]), now)
+                    value = float(lab["is_fraud"])
+                    event = logged.get(lab["event_id"])
+                    if event is None:
+                        self._waiting.add(lab["event_id"], lab["source"], value, known_at)
+                    else:
+                        self.engine.add_label(event, value, known_at)
         return {"received": len(rows), "appended": len(fresh)}
 
     def close(self) -> None:

@@ -95,7 +95,7 @@ class ServingStore:
     def tokens(self) -> list[TokenInfo]:
         """Every token, oldest first (ids only: the tokens themselves are not stored)."""
         rows = self._db.fetch(
-            "SELECT hash, role, created_at, revoked_at FROM tokens ORDER BY created_at, hash"
+            "SELECT hash, role, created_at, revoked_at FROM tokens ORDER BY rowid"
         )
         return [
             TokenInfo(str(h)[:ID_CHARS], str(r), int(c), None if v is None else int(v))
@@ -123,6 +123,11 @@ class ServingStore:
         if not found:
             raise MinderError(f"No token has id {token_id!r}. List them with: minder tokens list.")
         return found[0]
+
+
+def token_id(token: str) -> str:
+    """The public id of ``token`` (as listed by :meth:`ServingStore.tokens`)."""
+    return _hash(token)[:ID_CHARS]
 
 
 def _hash(token: str) -> str:
