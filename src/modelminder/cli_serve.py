@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,8 @@ from modelminder.errors import MinderError
 
 tokens_app = typer.Typer(help="API tokens (stored hashed; shown once).")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+GRACE_SECONDS = 30  # how long a stopping server waits for requests in flight
+_STOP = (signal.SIGTERM, signal.SIGINT)
 
 
 def serve(
@@ -61,11 +64,23 @@ def serve(
     )
     gc.collect()
     gc.freeze()  # long-lived objects out of the collector's way (see docs/benchmarks.md)
+    stopped_by: list[int] = []
+    # uvicorn catches SIGTERM/SIGINT, stops accepting, lets requests in flight finish (up to
+    # the grace period), then raises the signal again with the handlers found at start: these
+    # ones note it instead of killing the process before the service is closed.
+    previous = {sig: signal.signal(sig, lambda n, _f: stopped_by.append(n)) for sig in _STOP}
     try:
         uvicorn.run(create_app(service, open_access=open_access), host=host, port=port,
-                    log_level="warning")  # fmt: skip
+                    log_level="warning", timeout_graceful_shutdown=GRACE_SECONDS)  # fmt: skip
     finally:
-        service.close()
+        drained = service.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    why = signal.Signals(stopped_by[0]).name if stopped_by else "server exit"
+    out.print(
+        f"stopped ({why}): requests in flight answered, {drained} queued shadow batch(es) "
+        "recorded, log closed."
+    )
 
 
 @tokens_app.command("create")

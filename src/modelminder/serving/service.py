@@ -88,6 +88,7 @@ class Service:
         self.plan = project.plan()
         self.log = project.open_log()
         self._lock = threading.RLock()
+        self._closed = False
         self.shadow_errors = 0
         self.champion: Loaded | None = None
         self.shadow: Loaded | None = None
@@ -187,12 +188,19 @@ class Service:
         """One transaction whose failure also undoes what it did to the live state: the state
         is rebuilt from the log, which the rollback left as the truth."""
         with self._lock:
+            self._check_open()
             try:
                 with self.log.transaction():
                     yield
             except BaseException:
                 self._rebuild()
                 raise
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ShuttingDown(
+                "The server is shutting down and takes no new work; retry after it restarts."
+            )
 
     def _rebuild(self) -> None:
         started = time.perf_counter()
@@ -328,6 +336,7 @@ class Service:
         self._check_times(rows, "label_ts", "Label")
         now = self.clock.now_us()
         with self._lock:
+            self._check_open()
             logged = {
                 r["event_id"]: r
                 for r in self.log.events_by_id([r["event_id"] for r in rows]).iter_rows(named=True)
@@ -348,11 +357,20 @@ class Service:
                         self.engine.add_label(event, value, known_at)
         return {"received": len(rows), "appended": len(fresh)}
 
-    def close(self) -> None:
-        self._shadow_queue.put(None)
+    def close(self) -> int:
+        """Stop taking work (later calls raise :class:`ShuttingDown`), wait for the request in
+        progress, record every queued shadow score, then close the log (SQLite folds its WAL
+        back into the database file). Returns the shadow batches drained; idempotent."""
+        with self._lock:  # a request in progress finishes first
+            if self._closed:
+                return 0
+            self._closed = True
+        drained = self._shadow_queue.qsize()
+        self._shadow_queue.put(None)  # after everything queued: the worker drains in order
         self._shadow_thread.join()
         self.log.close()
         self.store.close()
+        return drained
 
 
 def _reasons(
