@@ -13,10 +13,21 @@ from modelminder.training.train import TrainConfig
 from modelminder.workflows import train_and_register
 
 
+def accept_history(root: Path) -> None:
+    """Let the project's live path accept the simulated world's 2026 events whatever today's
+    date (``[serving].max_event_age``), as a user replaying a recording through a live server
+    would configure it."""
+    config = root / "minder.toml"
+    text = config.read_text()
+    assert text.count('max_event_age = "365d"') == 1
+    config.write_text(text.replace('max_event_age = "365d"', 'max_event_age = "36500d"'))
+
+
 def live_project(root: Path, share: float = 0.97, cards: int = 200) -> tuple[Project, World, int]:
     """Log the first ``share`` of a world's events (and the labels known by then), train a
     model, promote it. Returns the project, the world and the number of events logged."""
     init_project(root, builtin=True)
+    accept_history(root)
     project = load_project(root)
     world = simulate(
         WorldConfig(days=100, cards=cards, seed=4, fraud_card_share=0.25, schedule="steady")

@@ -22,6 +22,8 @@ from modelminder.sim.world import WorldConfig, simulate
 from modelminder.training.train import TrainConfig
 from modelminder.workflows import train_and_register
 
+from .conftest import accept_history
+
 WORLD = WorldConfig(days=100, cards=250, seed=21, fraud_card_share=0.25, schedule="steady")
 
 
@@ -38,6 +40,7 @@ def live(
     events are left for the tests to send live."""
     root: Path = tmp_path_factory.mktemp("live")
     init_project(root, builtin=True)
+    accept_history(root)
     project = load_project(root)
     world = simulate(WORLD)
     cut = world.events.height * 95 // 100

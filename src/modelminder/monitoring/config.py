@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from modelminder.errors import MonitorError
+from modelminder.errors import MinderError, MonitorError
 from modelminder.features.durations import parse_duration
 from modelminder.monitoring.drift import DriftConfig
 
@@ -31,7 +31,10 @@ class MonitorConfig:
 
     @property
     def window_us(self) -> int:
-        return parse_duration(WINDOWS.get(self.window, self.window), what="monitor 'window'")
+        try:
+            return parse_duration(WINDOWS.get(self.window, self.window), what="monitor 'window'")
+        except MinderError as exc:  # a bad option of this run, not a feature definition
+            raise MonitorError(f"{exc} (or hour, day, week)") from None
 
     def check(self) -> None:
         if self.window_us < MIN_WINDOW_US:

@@ -61,13 +61,19 @@ _TYPES: dict[str, Any] = {"str": str, "float": float, "int": int, "bool": bool}
 _TIME = "ISO-8601 time, e.g. 2026-03-01T12:00:00Z (no zone = UTC; a date alone is midnight UTC)"
 
 
+_DATE_TIME: dict[str, Any] = {"format": "date-time"}  # documented; other ISO-8601 forms pass
+
+
 class LabelIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     event_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     is_fraud: float = Field(
         description="1 = fraud, 0 = legitimate (numbers only)", json_schema_extra={"enum": [0, 1]}
     )
-    label_ts: str = Field(description="When the label became true. " + _TIME, max_length=64)
+    label_ts: str = Field(
+        description="When the label became true. " + _TIME, max_length=64,
+        json_schema_extra=_DATE_TIME,
+    )  # fmt: skip
     source: str = Field(default="api", min_length=1, max_length=MAX_SOURCE_CHARS)
 
     @field_validator("is_fraud")
@@ -84,7 +90,7 @@ def _event_model(schema: EventSchema) -> type[BaseModel]:
     rules = schema.rules
     spec: dict[str, Any] = {
         "event_id": (str, Field(min_length=1, max_length=MAX_ID_CHARS)),
-        "ts": (str, Field(description=_TIME, max_length=64)),
+        "ts": (str, Field(description=_TIME, max_length=64, json_schema_extra=_DATE_TIME)),
     }
     for name, typ in schema.fields.items():
         limits: dict[str, Any] = {}
@@ -161,10 +167,16 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
             return error_response(422, type(exc).__name__, str(exc))
         if isinstance(exc, RegistryError | ArtifactError | LabelsWaitingFull):
             return error_response(409, type(exc).__name__, str(exc))  # the state refuses it
-        return error_response(400, type(exc).__name__, str(exc))
+        return error_response(422, type(exc).__name__, str(exc))  # the request's input
 
     @app.exception_handler(StarletteHTTPException)  # also the router's own 404 and 405
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # the framework could not read the body (e.g. not UTF-8)
+            return error_response(
+                422, "InvalidJSON",
+                f"The body could not be read as JSON ({exc.detail}); send UTF-8 JSON with "
+                "content-type: application/json.",
+            )  # fmt: skip
         kind = _KINDS.get(exc.status_code, "HTTPError")
         headers = dict(exc.headers or {})
         if exc.status_code == 401:
@@ -176,7 +188,7 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
 
     @app.post(
         "/v1/predict", tags=["scoring"],
-        responses={200: {"model": PredictResponse}, **responses(401, 403, 413, 422, 503)},
+        responses={200: {"model": PredictResponse}, **responses(*_BODY, 503)},
     )  # fmt: skip
     async def predict(body: Batch, _: str = Depends(requires("service"))) -> dict[str, Any]:
         """Score events (in order) with the champion: score, decision, model version and the
@@ -194,12 +206,12 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         # Plain JSON data: skip FastAPI's generic encoder walk.
         return JSONResponse({"predictions": results})  # type: ignore[return-value]
 
-    @app.post("/v1/events", tags=["ingest"], responses=responses(401, 403, 413, 422))
+    @app.post("/v1/events", tags=["ingest"], responses=responses(*_BODY, 503))
     async def events(body: Batch, _: str = Depends(requires("service"))) -> IngestResult:
         """Append events without scoring (they still update the live feature state)."""
         return IngestResult(**service.ingest(_dumps(body.events)))
 
-    @app.post("/v1/labels", tags=["ingest"], responses=responses(401, 403, 413, 422))
+    @app.post("/v1/labels", tags=["ingest"], responses=responses(*_BODY, 409, 503))
     async def labels(body: Labels, _: str = Depends(requires("service"))) -> LabelsResult:
         """Ground truth arriving live: known from the later of label_ts and now."""
         return LabelsResult(**service.add_labels([x.model_dump() for x in body.labels]))
@@ -359,6 +371,8 @@ def _dumps(items: list[Any]) -> list[dict[str, Any]]:
     return [cast(BaseModel, item).model_dump() for item in items]
 
 
+# What any route with a JSON body can answer besides its own statuses.
+_BODY = (401, 403, 413, 415, 422)
 _KINDS = {
     400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
     405: "MethodNotAllowed", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
@@ -379,15 +393,22 @@ def _invalid_input(request: Request, exc: RequestValidationError) -> JSONRespons
                 'like {"events": [...]} with content-type: application/json.',
                 fields=[f"body: {why} at character {where}"],
             )  # fmt: skip
-        if tuple(e["loc"]) == ("body",) and isinstance(e.get("input"), bytes | str):
-            kind = request.headers.get("content-type", "(none)")
+        kind = request.headers.get("content-type", "")
+        if tuple(e["loc"]) == ("body",) and not _is_json(kind):
             return error_response(
                 415, "UnsupportedMediaType",
                 f"The body must be JSON sent with content-type: application/json; the request "
-                f"has content-type: {kind}.",
+                f"has content-type: {kind or '(none)'}.",
             )  # fmt: skip
     problems = [_problem(e) for e in errors]
     return error_response(422, "ValidationError", "; ".join(problems), fields=problems)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 def _problem(e: Any) -> str:
