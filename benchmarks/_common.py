@@ -24,7 +24,12 @@ DAYS = 90
 EVENTS_PER_CARD = 244  # over 90 days, measured on the simulator (seed 1)
 
 
-def parse(description: str, default_events: int) -> argparse.Namespace:
+def parse(
+    description: str,
+    default_events: int,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """The benchmarks' common options; ``extra`` adds a script's own to the parser."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--events",
@@ -33,6 +38,8 @@ def parse(description: str, default_events: int) -> argparse.Namespace:
         help=f"approximate number of simulated events (default {default_events:,})",
     )
     parser.add_argument("--repeat", type=int, default=2, help="best of N runs (default 2)")
+    if extra is not None:
+        extra(parser)
     return parser.parse_args()
 
 
