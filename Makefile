@@ -4,10 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help install demo test bench check clean
+.PHONY: help install demo test bench reliability check clean
 
 help: ## Show this help.
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,9 +32,12 @@ test: $(STAMP) ## Run the whole test suite (unit, property, CLI, doctests).
 bench: $(STAMP) ## Run every benchmark (5M simulated events; ratios against same-run baselines).
 	@for b in benchmarks/[a-z]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+reliability: $(STAMP) ## kill -9 serve/ingest and a 10-minute soak (~25 min; docs/reliability.md).
+	@for s in reliability/[a-z]*.py; do echo "== $$s"; $(BIN)/python $$s || exit 1; done
+
 check: $(STAMP) ## Lint and type-check (ruff + mypy --strict).
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks reliability
+	$(BIN)/ruff format --check src tests benchmarks reliability
 	$(BIN)/mypy
 
 clean: ## Remove the virtual environment and demo output.
