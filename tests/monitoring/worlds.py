@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from modelminder.events.predictions import Prediction, PredictionTopic, finite_or_none
+from modelminder.events.predictions import Prediction, PredictionTopic, served_features
 from modelminder.features.runner import replay_log
 from modelminder.project import Project, init_project, load_project
 from modelminder.registry import Registry
@@ -74,7 +74,7 @@ def served_world(
                     float(s),
                     policy.decide(float(s)),
                     0,
-                    finite_or_none(x.tolist()),
+                    served_features(x.tolist()),
                     [],
                 )
                 for event_id, s, x in zip(table.get_column("event_id"), scores, X, strict=True)

@@ -3,6 +3,23 @@
 Event id, model version and role (``champion`` decides, ``shadow`` is only recorded), the
 features as served, score, decision, reasons and latency. It lives in the log's database so that
 an event and its prediction commit together (``with log.transaction(): ...``).
+
+Served values are stored as JSON, which has no NaN and no infinity. The stored form of a
+feature vector (and of a reason's ``value``) is a JSON array of:
+
+* a number -- a finite value, written by Python's ``repr`` (shortest round trip, so it reads
+  back bit for bit);
+* ``null`` -- missing (NaN, e.g. the mean of an empty window);
+* the strings ``"Infinity"`` and ``"-Infinity"`` -- ``+inf`` and ``-inf`` (a sum that
+  overflowed, a ratio over a subnormal mean), which are values, not missing.
+
+Rows written before infinities were kept hold numbers and ``null`` only, and read as they did.
+Why strings: Python's ``json`` writes (and reads) the bare tokens ``Infinity``/``NaN``, and
+reads ``1e999`` as ``inf``, but polars' ``str.json_decode`` refuses all three (not JSON, or a
+number out of range); both read a string, and both turn ``"Infinity"``/``"-Infinity"`` into
+the float exactly (``float(s)``; polars casts the array decoded as strings). The same strings
+are what the HTTP API sends (``GET /v1/predictions/{event_id}``), so a served ``inf`` never
+turns into ``null`` on its way out.
 """
 
 from __future__ import annotations
@@ -43,8 +60,8 @@ class Prediction:
     score: float
     decision: str
     latency_us: int
-    features: list[float | None]
-    reasons: list[dict[str, Any]]
+    features: list[float | None]  # None = missing; ±inf as served (see served_features)
+    reasons: list[dict[str, Any]]  # JSON-ready: a reason's value is a json_value
 
     def to_dict(self) -> dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies every feature value (a third of a request).
@@ -56,9 +73,112 @@ class Prediction:
         }  # fmt: skip
 
 
-def finite_or_none(values: Sequence[float]) -> list[float | None]:
-    """JSON has no NaN: missing feature values are null."""
-    return [None if not math.isfinite(v) else float(v) for v in values]
+INFINITY = "Infinity"
+NEG_INFINITY = "-Infinity"
+_INFINITIES = {INFINITY: math.inf, NEG_INFINITY: -math.inf}
+
+
+def served_features(values: Sequence[float]) -> list[float | None]:
+    """A served feature vector as kept in a :class:`Prediction`: missing (NaN) is None, every
+    other value (``±inf`` included) stays a float.
+
+    Examples
+    --------
+    >>> served_features([1.5, float("nan"), float("-inf")])
+    [1.5, None, -inf]
+    """
+    return [None if math.isnan(v) else float(v) for v in values]
+
+
+def json_value(value: float | str | None) -> float | str | None:
+    """The stored (and HTTP) JSON form of one served value: a number, None (missing, NaN) or
+    ``"Infinity"``/``"-Infinity"`` (which are also taken as given: the form is idempotent).
+
+    Examples
+    --------
+    >>> [json_value(v) for v in (2.0, None, float("nan"), float("inf"), float("-inf"))]
+    [2.0, None, None, 'Infinity', '-Infinity']
+    """
+    if isinstance(value, str):
+        return INFINITY if from_json_value(value) == math.inf else NEG_INFINITY
+    if value is None or math.isnan(value):
+        return None
+    if math.isinf(value):
+        return INFINITY if value > 0 else NEG_INFINITY
+    return float(value)
+
+
+def from_json_value(value: Any) -> float | None:
+    """Read back :func:`json_value` (and rows written before infinities were kept)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return _INFINITIES[value]
+        except KeyError:
+            raise LogError(
+                f"A stored served value is the string {value!r}; only numbers, null, "
+                f"{INFINITY!r} and {NEG_INFINITY!r} are written. The predictions table was "
+                "edited by something other than modelminder."
+            ) from None
+    return float(value)
+
+
+def features_json(values: Sequence[float | None]) -> str:
+    """The stored form of a served feature vector (see the module docstring).
+
+    Examples
+    --------
+    >>> features_json([1.0, None, float("inf"), float("nan")])
+    '[1.0,null,"Infinity",null]'
+    >>> features_from_json(features_json([float("-inf"), 0.1]))
+    [-inf, 0.1]
+    """
+    return json.dumps([json_value(v) for v in values], separators=_COMPACT, allow_nan=False)
+
+
+def features_from_json(text: str) -> list[float | None]:
+    """Read back :func:`features_json`."""
+    return [from_json_value(v) for v in json.loads(text)]
+
+
+def _reasons_json(reasons: Sequence[dict[str, Any]]) -> str:
+    # Reasons stay in their JSON form (a value is a number, None or "Infinity"/"-Infinity"),
+    # in memory as in the log: they go out in HTTP answers as they are.
+    return json.dumps(
+        [r | {"value": json_value(r["value"])} if "value" in r else r for r in reasons],
+        separators=_COMPACT,
+    )
+
+
+def decode_features(texts: pl.Series) -> pl.Series:
+    """Stored feature vectors (JSON text) as lists of float64, NaN for missing, ``±inf`` kept.
+
+    Rows with an infinity (a JSON string) are decoded as strings and cast, the rest as
+    numbers directly (polars reads the strings ``"Infinity"``/``"-Infinity"`` as ``±inf``).
+
+    Examples
+    --------
+    >>> decode_features(pl.Series(["[1.5,null]", '["-Infinity",2.0]'])).to_list()
+    [[1.5, nan], [-inf, 2.0]]
+    """
+    special = texts.str.contains('"', literal=True)
+    if not special.any():
+        lists = texts.str.json_decode(pl.List(pl.Float64))
+    else:
+        t, s, empty = pl.col("t"), pl.col("s"), pl.lit("[]")
+        as_strings = pl.when(s).then(t).otherwise(empty).str.json_decode(pl.List(pl.String))
+        as_numbers = pl.when(s).then(empty).otherwise(t).str.json_decode(pl.List(pl.Float64))
+        lists = (
+            pl.DataFrame({"t": texts, "s": special})
+            .select(
+                pl.when(s)
+                .then(as_strings.list.eval(pl.element().cast(pl.Float64)))
+                .otherwise(as_numbers)
+            )
+            .to_series()
+        )
+    return lists.list.eval(pl.element().fill_null(float("nan"))).alias(texts.name)
 
 
 class PredictionTopic:
@@ -103,8 +223,8 @@ class PredictionTopic:
                         "event_id": p.event_id, "served_at": p.served_at,
                         "model_version": p.model_version, "role": p.role, "score": p.score,
                         "decision": p.decision, "latency_us": p.latency_us,
-                        "features": json.dumps(p.features, separators=_COMPACT),
-                        "reasons": json.dumps(p.reasons, separators=_COMPACT),
+                        "features": features_json(p.features),
+                        "reasons": _reasons_json(p.reasons),
                     },
                 )  # fmt: skip
 
@@ -126,7 +246,7 @@ class PredictionTopic:
         """Predictions of ``role`` for events with time in ``[from_ts, to_ts)``, columnar, in
         serving order: ``event_id, ts`` (event time), ``served_at, model_version, score,
         decision``, with ``features`` the ``features`` as served (a list of floats, NaN =
-        missing), and the events' own ``event_fields``.
+        missing, ``±inf`` as served), and the events' own ``event_fields``.
         An event served twice (a retry cannot be, but a restored log could) keeps its first
         prediction."""
         where: list[str] = ["p.role = ?"]
@@ -160,16 +280,12 @@ class PredictionTopic:
         out = out.unique("event_id", keep="first", maintain_order=True)
         if features:
             # JSON null (a missing value as served) becomes NaN, as in the feature matrix.
-            out = out.with_columns(
-                pl.col("features")
-                .str.json_decode(pl.List(pl.Float64))
-                .list.eval(pl.element().fill_null(float("nan")))
-            )
+            out = out.with_columns(decode_features(out.get_column("features")))
         return out
 
 
 def _from_row(r: Sequence[Any]) -> Prediction:
     return Prediction(
         str(r[0]), int(r[1]), str(r[2]), str(r[3]), float(r[4]), str(r[5]), int(r[6]),
-        json.loads(r[7]), json.loads(r[8]),
+        features_from_json(r[7]), json.loads(r[8]),
     )  # fmt: skip

@@ -40,6 +40,7 @@ def _spec_tables(plan: Plan) -> tuple[Array, ...]:
         stack([g.specs for g in wg]),
         ints(np.cumsum([0] + [len(g.specs) for g in wg]).tolist()),
         ints([g.horizon for g in wg]),
+        ints([g.tile for g in wg]),
         ints([g.value_offset for g in wg]),
         ints([len(g.values) for g in wg]),
         ints([g.cat_offset for g in wg]),

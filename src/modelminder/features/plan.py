@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from modelminder.features.dsl import Compute, FeatureSet, LabelWindow, Window
 from modelminder.features.expr import Expr
-from modelminder.features.kernel import KIND_CODES
+from modelminder.features.kernel import KIND_CODES, MOMENT_KINDS, TILES_PER_WINDOW
 
 
 @dataclass
@@ -22,6 +22,7 @@ class WindowGroup:
     categoricals: list[str]  # fields whose distinct values are counted
     specs: npt.NDArray[np.int64]  # rows of (kind, window_us, column, output index)
     horizon: int
+    tile: int = 0  # time-tile width of sums, means and std (0: the group has none)
     value_offset: int = 0  # first column of this group's values in the plan's value matrix
     cat_offset: int = 0  # first column of this group's codes in the plan's code matrix
 
@@ -60,6 +61,15 @@ class Plan:
     def max_horizon(self) -> int:
         groups: list[WindowGroup | LabelGroup] = [*self.window_groups, *self.label_groups]
         return max((g.horizon for g in groups), default=0)
+
+
+def _tile_width(rows: list[list[int]]) -> int:
+    """Tile width of a window group (see :mod:`modelminder.features.kernel`): its longest
+    sum/mean/std window over ``TILES_PER_WINDOW``, so such a window covers at most that many
+    whole tiles; 0 when the group has no sum, mean or std."""
+    moments = {KIND_CODES[k] for k in MOMENT_KINDS}
+    longest = max((r[1] for r in rows if r[0] in moments), default=0)
+    return max(1, longest // TILES_PER_WINDOW) if longest else 0
 
 
 def compile_plan(feature_set: FeatureSet, schema: Mapping[str, str]) -> Plan:
@@ -104,6 +114,7 @@ def compile_plan(feature_set: FeatureSet, schema: Mapping[str, str]) -> Plan:
             # Sorted by window, so the kernel searches each window's bound once per event.
             specs=np.array(sorted(rows, key=lambda r: (r[1], r[3])), dtype=np.int64).reshape(-1, 4),
             horizon=max(r[1] for r in rows) + lateness,
+            tile=_tile_width(rows),
         )
         for keys, rows in wrows.items()
     ]

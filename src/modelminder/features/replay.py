@@ -219,6 +219,7 @@ def replay_frame(
                     hi,
                     g.specs,
                     g.horizon,
+                    g.tile,
                     out,
                 )
             )

@@ -14,8 +14,9 @@ from modelminder.features.online import OnlineEngine
 from modelminder.features.plan import Plan
 from modelminder.features.replay import replay_frame
 
-# Floats computed by replay and online agree bit for bit (same kernel, same per-key order).
-# The check still allows this tolerance so that it stays meaningful against the reference.
+# Floats computed by replay and online agree bit for bit (same kernel, same per-key order; a
+# window's value depends only on the window's events, so also after a rebuild from the recent
+# log). The check still allows this tolerance so that it stays meaningful against the reference.
 RTOL = 1e-9
 ATOL = 1e-9
 
@@ -104,8 +105,8 @@ def engine_from_log(log: EventLog, plan: Plan, *, history_us: int | None = None)
     largest window plus the allowed lateness) and the labels of those events, and folds them
     in with the compiled replay loops. Any event that can still fall in a window of an event
     arriving no later than the allowed lateness is read, so such events see the same window
-    contents as with a full replay; window sums agree within the documented tolerance (their
-    prefix sums start at another point); counts, min/max and distinct counts agree exactly.
+    contents as with a full replay, so every feature agrees with it bit for bit (a window's
+    sums depend only on its contents, not on where the state's history starts).
     """
     latest = log.max_event_ts()
     if latest is None:
@@ -134,7 +135,8 @@ def mismatched_rows(
     a: pl.DataFrame, b: pl.DataFrame, names: list[str]
 ) -> dict[str, npt.NDArray[np.int64]]:
     """Per feature, the rows where two feature tables (same event order) differ beyond the
-    stated tolerance; NaN equals NaN."""
+    stated tolerance. NaN (missing) equals NaN and ``+inf`` equals ``+inf``; an infinity
+    against NaN, a finite number or the other infinity is a mismatch."""
     if a.get_column("event_id").to_list() != b.get_column("event_id").to_list():
         raise ValueError("the two tables do not list the same events in the same order")
     return {

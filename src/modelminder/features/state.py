@@ -21,6 +21,7 @@ from numba.experimental import structref
 from numba.typed import List
 
 from modelminder.features.kernel import (
+    A_LEN,
     END,
     META_LEN,
     START,
@@ -38,8 +39,8 @@ _f1 = types.float64[::1]
 _i2 = types.int64[:, ::1]
 
 # Each window slot is two flat buffers, so touching a key touches two allocations:
-#   ib = [meta (META_LEN) | capacity | ts (cap) | C (cap x nc)]
-#   fb = [shift (nv) | X (cap x nv) | P0, P1, P2 (each (cap + 1) x nv)]
+#   ib = [meta (META_LEN) | capacity | ts (cap) | N (cap) | C (cap x nc)]
+#   fb = [X (cap x nv) | A (cap x nt x A_LEN)]   (nt = nv if the group keeps tiles, else 0)
 # Each label slot: ib = [meta | capacity | ts (cap) | known_at (cap)], fb = [value (cap)].
 FIELDS: list[tuple[str, Any]] = [
     ("wI", types.ListType(_i1)),  # type: ignore[no-untyped-call]
@@ -50,6 +51,7 @@ FIELDS: list[tuple[str, Any]] = [
     ("wspecs", _i2),
     ("wsb", _i1),
     ("whor", _i1),
+    ("wtile", _i1),
     ("voff", _i1),
     ("nv", _i1),
     ("coff", _i1),
@@ -77,7 +79,7 @@ STATE_TYPE = LiveStateType(FIELDS)  # type: ignore[no-untyped-call]
 
 
 @njit(cache=True)
-def new_state(wspecs, wsb, whor, voff, nv, coff, nc, lspecs, lsb, lhor):  # type: ignore[no-untyped-def]
+def new_state(wspecs, wsb, whor, wtile, voff, nv, coff, nc, lspecs, lsb, lhor):  # type: ignore[no-untyped-def]
     """An empty state for a plan's spec tables."""
     st = structref.new(STATE_TYPE)  # type: ignore[call-arg,var-annotated]
     st.wI = List.empty_list(_i1)
@@ -87,6 +89,7 @@ def new_state(wspecs, wsb, whor, voff, nv, coff, nc, lspecs, lsb, lhor):  # type
     st.wspecs = wspecs
     st.wsb = wsb
     st.whor = whor
+    st.wtile = wtile
     st.voff = voff
     st.nv = nv
     st.coff = coff
@@ -98,26 +101,30 @@ def new_state(wspecs, wsb, whor, voff, nv, coff, nc, lspecs, lsb, lhor):  # type
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _window_buffers(cap, nv, nc):  # type: ignore[no-untyped-def]
-    ib = np.zeros(HEADER + cap + cap * nc, np.int64)
+def _window_buffers(cap, nv, nc, nt):  # type: ignore[no-untyped-def]
+    ib = np.zeros(HEADER + 2 * cap + cap * nc, np.int64)
     ib[CAP] = cap
-    fb = np.zeros(nv + cap * nv + 3 * (cap + 1) * nv, np.float64)
+    fb = np.zeros(cap * nv + cap * nt * A_LEN, np.float64)
     return ib, fb
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _window_views(ib, fb, nv, nc):  # type: ignore[no-untyped-def]
-    """(ts, X, C, P0, P1, P2, meta, shift) views of a slot's two buffers."""
+def _window_views(ib, fb, nv, nc, nt):  # type: ignore[no-untyped-def]
+    """(ts, X, C, N, A, meta) views of a slot's two buffers."""
     cap = ib[CAP]
     ts = ib[HEADER : HEADER + cap]
-    C = ib[HEADER + cap : HEADER + cap + cap * nc].reshape((cap, nc))
-    o = nv + cap * nv
-    X = fb[nv:o].reshape((cap, nv))
-    q = (cap + 1) * nv
-    P0 = fb[o : o + q].reshape((cap + 1, nv))
-    P1 = fb[o + q : o + 2 * q].reshape((cap + 1, nv))
-    P2 = fb[o + 2 * q : o + 3 * q].reshape((cap + 1, nv))
-    return ts, X, C, P0, P1, P2, ib[:META_LEN], fb[:nv]
+    N = ib[HEADER + cap : HEADER + 2 * cap]
+    C = ib[HEADER + 2 * cap : HEADER + 2 * cap + cap * nc].reshape((cap, nc))
+    o = cap * nv
+    X = fb[:o].reshape((cap, nv))
+    A = fb[o : o + cap * nt * A_LEN].reshape((cap, nt, A_LEN))
+    return ts, X, C, N, A, ib[:META_LEN]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tiled(st, g):  # type: ignore[no-untyped-def]
+    """Columns of group ``g`` that keep tile aggregates: all of them, or none."""
+    return st.nv[g] if st.wtile[g] > 0 else 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -137,7 +144,7 @@ def _label_views(ib, fb):  # type: ignore[no-untyped-def]
 @njit(cache=True)
 def add_window_slot(st, g):  # type: ignore[no-untyped-def]
     """A new, empty key of window group ``g``; returns its slot."""
-    ib, fb = _window_buffers(INITIAL_CAPACITY, st.nv[g], st.nc[g])
+    ib, fb = _window_buffers(INITIAL_CAPACITY, st.nv[g], st.nc[g], _tiled(st, g))
     st.wI.append(ib)
     st.wD.append(fb)
     return len(st.wI) - 1
@@ -153,22 +160,20 @@ def add_label_slot(st):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _resize_window(st, s, nv, nc, new_cap):  # type: ignore[no-untyped-def]
+def _resize_window(st, s, nv, nc, nt, new_cap):  # type: ignore[no-untyped-def]
     """Move the live entries of slot ``s`` to buffers of ``new_cap`` (values verbatim)."""
-    ts, X, C, P0, P1, P2, meta, shift = _window_views(st.wI[s], st.wD[s], nv, nc)
+    ts, X, C, N, A, meta = _window_views(st.wI[s], st.wD[s], nv, nc, nt)
     start = meta[START]
     end = meta[END]
     live = end - start
-    ib, fb = _window_buffers(new_cap, nv, nc)
-    ts2, X2, C2, Q0, Q1, Q2, meta2, shift2 = _window_views(ib, fb, nv, nc)
+    ib, fb = _window_buffers(new_cap, nv, nc, nt)
+    ts2, X2, C2, N2, A2, meta2 = _window_views(ib, fb, nv, nc, nt)
     meta2[:] = meta
-    shift2[:] = shift
     ts2[:live] = ts[start:end]
     X2[:live] = X[start:end]
     C2[:live] = C[start:end]
-    Q0[: live + 1] = P0[start : end + 1]
-    Q1[: live + 1] = P1[start : end + 1]
-    Q2[: live + 1] = P2[start : end + 1]
+    N2[:live] = N[start:end]
+    A2[:live] = A[start:end]
     meta2[START] = 0
     meta2[END] = live
     st.wI[s] = ib
@@ -206,14 +211,15 @@ def online_step(st, wslots, lslots, t, V, C, out):  # type: ignore[no-untyped-de
         s = wslots[g]
         nv = st.nv[g]
         nc = st.nc[g]
+        nt = _tiled(st, g)
         ib = st.wI[s]
         if ib[END] >= ib[CAP]:
-            _resize_window(st, s, nv, nc, _grown(ib[CAP], ib[END] - ib[START]))
+            _resize_window(st, s, nv, nc, nt, _grown(ib[CAP], ib[END] - ib[START]))
             ib = st.wI[s]
-        ts, X, Cs, P0, P1, P2, meta, shift = _window_views(ib, st.wD[s], nv, nc)
+        ts, X, Cs, N, A, meta = _window_views(ib, st.wD[s], nv, nc, nt)
         window_step(
-            t, V, st.voff[g], C, st.coff[g], 0, ts, X, Cs, P0, P1, P2, meta, shift,
-            st.wspecs, st.wsb[g], st.wsb[g + 1], st.whor[g], out, 0,
+            t, V, st.voff[g], C, st.coff[g], 0, ts, X, Cs, N, A, meta,
+            st.wspecs, st.wsb[g], st.wsb[g + 1], st.whor[g], st.wtile[g], out, 0,
         )  # fmt: skip
     for g in range(st.lhor.shape[0]):
         s = lslots[g]
@@ -249,25 +255,26 @@ def rebuild_window_group(st, g, ts_all, V, C_all, order, bounds):  # type: ignor
     (segment ``k`` becomes slot ``first + k``); returns ``first``."""
     nv = st.nv[g]
     nc = st.nc[g]
+    nt = _tiled(st, g)
     voff = st.voff[g]
     coff = st.coff[g]
     scratch = np.empty((st.wspecs[:, 3].max() + 1, 1), np.float64)
     first = len(st.wI)
     for k in range(bounds.shape[0] - 1):
         m = bounds[k + 1] - bounds[k]
-        ib, fb = _window_buffers(max(INITIAL_CAPACITY, m), nv, nc)
-        ts, X, C, P0, P1, P2, meta, shift = _window_views(ib, fb, nv, nc)
+        ib, fb = _window_buffers(max(INITIAL_CAPACITY, m), nv, nc, nt)
+        ts, X, C, N, A, meta = _window_views(ib, fb, nv, nc, nt)
         for i in range(bounds[k], bounds[k + 1]):
             r = order[i]
             window_step(
-                ts_all[r], V, voff, C_all, coff, r, ts, X, C, P0, P1, P2, meta, shift,
-                st.wspecs, st.wsb[g], st.wsb[g + 1], st.whor[g], scratch, 0,
+                ts_all[r], V, voff, C_all, coff, r, ts, X, C, N, A, meta,
+                st.wspecs, st.wsb[g], st.wsb[g + 1], st.whor[g], st.wtile[g], scratch, 0,
             )  # fmt: skip
         st.wI.append(ib)
         st.wD.append(fb)
         live = meta[END] - meta[START]
         if ib[CAP] > 2 * max(INITIAL_CAPACITY, live):
-            _resize_window(st, len(st.wI) - 1, nv, nc, 2 * max(INITIAL_CAPACITY, live))
+            _resize_window(st, len(st.wI) - 1, nv, nc, nt, 2 * max(INITIAL_CAPACITY, live))
     return first
 
 

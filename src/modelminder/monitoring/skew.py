@@ -2,8 +2,10 @@
 
 Replay and the live path run the same engine, so any mismatch means something broke (a
 feature computed differently live, a state that missed events, a log that was edited). The
-check replays the log and compares the served vectors of a sample of events; the tolerance is
-the engine's documented one (counts exact, sums within a relative 1e-9).
+check replays the log and compares the served vectors of a sample of events with
+:func:`~modelminder.features.runner.mismatched_rows` (the engine's documented tolerance; missing
+equals missing, ``inf`` equals ``inf`` of the same sign, and an infinity is never missing: the
+prediction log keeps it, see :mod:`modelminder.events.predictions`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def check_served(
     examples: int = 3,
 ) -> SkewResult:
     """Compare served ``features`` (one vector per event id, in ``plan.names`` order; None or
-    NaN = missing) with a replay of ``log``."""
+    NaN = missing, ``±inf`` as served) with a replay of ``log``."""
     served = pl.DataFrame(
         {
             "event_id": list(event_ids),

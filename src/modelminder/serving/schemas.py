@@ -4,16 +4,39 @@ The hot route (/v1/predict) returns plain JSON built by :class:`~modelminder.ser
 Service` and is documented with these models rather than validated through them (validation
 would cost more than the rest of the response); a test validates real answers against them, so
 the document cannot drift from what the server sends.
+
+A served value is a JSON number, ``null`` (missing) or one of the strings ``"Infinity"`` and
+``"-Infinity"`` (an infinite feature, e.g. a sum that overflowed): JSON has no infinity, and an
+infinite value is not a missing one. The same convention as the stored prediction log
+(:mod:`modelminder.events.predictions`).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, PlainSerializer
+
+from modelminder.events.predictions import json_value
+
+# A served value: a float (±inf included) or None in Python; in JSON a number, null or
+# "Infinity"/"-Infinity" (whichever way the model is dumped: JSON text or JSON-ready Python).
+ServedValue = Annotated[
+    float | None,
+    PlainSerializer(
+        json_value,
+        return_type=float | Literal["Infinity", "-Infinity"] | None,
+        when_used="json",
+    ),
+]
 
 
 class Reason(BaseModel):
     feature: str
-    value: float | None = Field(description="The feature's value as served (null = missing)")
+    value: ServedValue = Field(
+        description='The feature\'s value as served (null = missing; "Infinity" or "-Infinity" '
+        "for an infinite value)"
+    )
     contribution: float = Field(description="Contribution to the score, in log-odds")
 
 
@@ -58,7 +81,10 @@ class ServedPrediction(BaseModel):
     score: float
     decision: str
     latency_us: int
-    features: list[float | None] = Field(description="As served, in feature_names order")
+    features: list[ServedValue] = Field(
+        description='As served, in feature_names order: null = missing, "Infinity" and '
+        '"-Infinity" = an infinite value'
+    )
     reasons: list[Reason]
 
 

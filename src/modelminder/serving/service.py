@@ -24,7 +24,12 @@ import numpy as np
 
 from modelminder.clock import Clock, WallClock
 from modelminder.errors import MinderError, SchemaError
-from modelminder.events.predictions import Prediction, PredictionTopic, finite_or_none
+from modelminder.events.predictions import (
+    Prediction,
+    PredictionTopic,
+    json_value,
+    served_features,
+)
 from modelminder.events.schema import validate_label_rows, validate_rows
 from modelminder.features.runner import engine_from_log
 from modelminder.project import Project
@@ -271,7 +276,7 @@ class Service:
                         score=score,
                         decision=decision,
                         latency_us=latency_us,
-                        features=finite_or_none(x[0].tolist()),
+                        features=served_features(x[0].tolist()),
                         reasons=reasons,
                     )
                     served.append(p)
@@ -392,7 +397,7 @@ def _reasons(
     return [
         {
             "feature": names[i],
-            "value": None if not math.isfinite(x[0, i]) else float(x[0, i]),
+            "value": json_value(float(x[0, i])),  # missing is null, ±inf "Infinity"
             "contribution": float(contrib[i]),
         }
         for i in order
