@@ -11,6 +11,7 @@ import numpy.typing as npt
 from modelminder.features.dsl import Compute, FeatureSet, LabelWindow, Window
 from modelminder.features.expr import Expr
 from modelminder.features.kernel import KIND_CODES, MOMENT_KINDS, TILES_PER_WINDOW
+from modelminder.features.rows import check_row_types
 
 
 @dataclass
@@ -132,7 +133,5 @@ def compile_plan(feature_set: FeatureSet, schema: Mapping[str, str]) -> Plan:
         for keys, rows in lrows.items()
     ]
     plan = Plan(feature_set, dict(schema), names, window_groups, label_groups, computes)
-    from modelminder.features.rows import check_row_types  # rows builds on plans
-
     check_row_types(plan)
     return plan

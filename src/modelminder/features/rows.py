@@ -25,18 +25,40 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
 from modelminder.errors import FeatureDefinitionError
+from modelminder.features.dsl import FeatureSet
 from modelminder.features.expr import Binary, Col, Expr, Lit, Unary
-from modelminder.features.plan import Plan
+
+
+class _Group(Protocol):
+    @property
+    def values(self) -> list[Expr]: ...
+
+
+class RowPlan(Protocol):
+    """What the row compiler reads of a :class:`modelminder.features.plan.Plan` (a protocol,
+    so that plans, which type-check their rows when compiled, can import this module)."""
+
+    @property
+    def feature_set(self) -> FeatureSet: ...
+    @property
+    def schema(self) -> dict[str, str]: ...
+    @property
+    def names(self) -> list[str]: ...
+    @property
+    def window_groups(self) -> Sequence[_Group]: ...
+    @property
+    def computes(self) -> list[tuple[int, Expr]]: ...
+
 
 Array = npt.NDArray[Any]
 RowFn = Callable[[Array, Array, int, int], None]
@@ -111,7 +133,7 @@ def _getter(inp: Input) -> Callable[[Mapping[str, Any], int], float]:
 
 
 class _Compiler:
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: RowPlan) -> None:
         self.plan = plan
         self.inputs: list[Input] = []
         self.feature_index = {name: j for j, name in enumerate(plan.names)}
@@ -266,7 +288,7 @@ def _describe_text(left: Expr, right: Expr) -> str:
     return left.describe()
 
 
-def _value_owners(plan: Plan) -> list[tuple[str, Expr]]:
+def _value_owners(plan: RowPlan) -> list[tuple[str, Expr]]:
     """Each aggregated value with the name of a feature that uses it (for messages)."""
     owners: list[tuple[str, Expr]] = []
     for g in plan.window_groups:
@@ -318,12 +340,12 @@ def _load(source: str) -> tuple[RowFn, RowFn, Callable[..., None]]:
     return programs
 
 
-def check_row_types(plan: Plan) -> None:
+def check_row_types(plan: RowPlan) -> None:
     """Raise :class:`FeatureDefinitionError` if an expression mixes text and numbers."""
     _Compiler(plan).source()
 
 
-def row_program(plan: Plan) -> RowProgram:
+def row_program(plan: RowPlan) -> RowProgram:
     """Compile (or fetch from the cache) the row programs of ``plan``.
 
     Raises :class:`FeatureDefinitionError` for an expression that mixes text and numbers.
