@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -57,6 +58,21 @@ def minder(*args: str, ok: Sequence[int] = (0,), quiet: bool = True) -> int:
         detail = f"\n{done.stdout}\n{done.stderr}" if quiet else ""
         raise RuntimeError(f"minder {' '.join(args)} exited {done.returncode}{detail}")
     return done.returncode
+
+
+def seeded_rng(seed: int | None) -> tuple[random.Random, int]:
+    """A random generator for kill moments, and its seed (drawn if not given) to print."""
+    chosen = seed if seed is not None else random.randrange(2**31)
+    return random.Random(chosen), chosen
+
+
+def verdict(failures: Sequence[str], ok: str) -> int:
+    """Print the result and return the exit code: 1 with every failure listed, else 0."""
+    if failures:
+        print("\nFAILED:\n  " + "\n  ".join(failures))
+        return 1
+    print(f"\nOK: {ok}")
+    return 0
 
 
 def add_world_options(parser: argparse.ArgumentParser, *, days: int = 120) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -35,7 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-from _common import MINDER, add_world_options, machine, new_project, say, workdir
+from _common import (
+    MINDER,
+    add_world_options,
+    machine,
+    new_project,
+    say,
+    seeded_rng,
+    verdict,
+    workdir,
+)
 
 from modelminder.project import load_project
 
@@ -121,8 +129,7 @@ def main() -> int:
     parser.add_argument("--rng-seed", type=int, default=None, help="seed of the kill delays")
     add_world_options(parser)
     args = parser.parse_args()
-    rng_seed = args.rng_seed if args.rng_seed is not None else random.randrange(2**31)
-    rng = random.Random(rng_seed)
+    rng, rng_seed = seeded_rng(args.rng_seed)
     say(f"kill_ingest: {machine()}; kills={args.kills}, seed={rng_seed}")
     with workdir(args.keep) as folder:
         root, data = new_project(folder, args.days, args.cards, args.seed)
@@ -191,11 +198,10 @@ def main() -> int:
                 f"at the end the log holds {rows:,} events ({ids.n_unique():,} distinct), "
                 f"not exactly the file's {n:,}"
             )
-    if failures:
-        print("FAILED:\n  " + "\n  ".join(failures))
-        return 1
-    print("OK: after every kill the log held none or all of the file; at the end, all of it once.")
-    return 0
+    return verdict(
+        failures,
+        "after every kill the log held none or all of the file; at the end, all of it once.",
+    )
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ from _common import (
     machine,
     request,
     say,
+    seeded_rng,
+    verdict,
     workdir,
 )
 
@@ -241,8 +243,7 @@ def main() -> int:
     parser.add_argument("--rng-seed", type=int, default=None, help="seed of the kill moments")
     add_world_options(parser)
     args = parser.parse_args()
-    rng_seed = args.rng_seed if args.rng_seed is not None else random.randrange(2**31)
-    rng = random.Random(rng_seed)
+    rng, rng_seed = seeded_rng(args.rng_seed)
     say(f"kill_serve: {machine()}; kills={args.kills}, threads={args.threads}, seed={rng_seed}")
     with workdir(args.keep) as folder:
         built = build_served_project(folder, args.days, args.cards, args.seed)
@@ -300,12 +301,11 @@ def main() -> int:
             failures.append(f"only {len(kills)} of {args.kills} kills happened")
         restarts = ", ".join(f"{k['restart']:.1f}" for k in kills)
         print(f"kills: {len(kills)}; restart-to-ready seconds: {restarts}")
-    if failures:
-        print("\nFAILED:\n  " + "\n  ".join(failures))
-        return 1
-    print("\nOK: every acknowledged event is logged once with exactly one champion prediction; "
-          "the champion loads.")  # fmt: skip
-    return 0
+    return verdict(
+        failures,
+        "every acknowledged event is logged once with exactly one champion prediction; the "
+        "champion loads.",
+    )
 
 
 if __name__ == "__main__":

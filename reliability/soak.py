@@ -54,6 +54,7 @@ from _common import (
     percentiles,
     request,
     say,
+    verdict,
 )
 from _common import (
     workdir as temp_workdir,
@@ -256,11 +257,9 @@ def main() -> int:
         failures.append(f"{logged:,} champion predictions logged for {load.ok:,} answers")
     if slope > args.max_slope:
         failures.append(f"RSS grew {slope:.2f} MB/min after warm-up (bound {args.max_slope:g})")
-    if failures:
-        print("FAILED:\n  " + "\n  ".join(failures))
-        return 1
-    print("OK: no failed request, one prediction per answer, RSS flat within the bound.")
-    return 0
+    return verdict(
+        failures, "no failed request, one prediction per answer, RSS flat within the bound."
+    )
 
 
 if __name__ == "__main__":
