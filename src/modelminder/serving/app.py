@@ -68,20 +68,15 @@ class LabelIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     event_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     is_fraud: float = Field(
-        description="1 = fraud, 0 = legitimate (numbers only)", json_schema_extra={"enum": [0, 1]}
+        # 0 or 1 is checked once, by the library (events.schema.validate_label_rows)
+        description="1 = fraud, 0 = legitimate (numbers only)",
+        json_schema_extra={"enum": [0, 1]},
     )
     label_ts: str = Field(
         description="When the label became true. " + _TIME, max_length=64,
         json_schema_extra=_DATE_TIME,
     )  # fmt: skip
     source: str = Field(default="api", min_length=1, max_length=MAX_SOURCE_CHARS)
-
-    @field_validator("is_fraud")
-    @classmethod
-    def _zero_or_one(cls, v: float) -> float:
-        if v not in (0.0, 1.0):
-            raise ValueError("must be 0 or 1")
-        return v
 
 
 def _event_model(schema: EventSchema) -> type[BaseModel]:

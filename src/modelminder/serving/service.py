@@ -144,13 +144,15 @@ class Service:
         """The batch's rows, normalized; raises :class:`SchemaError` (naming the field) if any
         event is invalid. Touches nothing."""
         rows = validate_rows(events, self.log.schema.fields, ("ts",), self.log.schema.rules)
-        self._check_times(rows, "ts", "Event")
+        self._check_times(rows, "ts", "Event", not_before=True)
         ids = [r["event_id"] for r in rows]
         if len(set(ids)) != len(ids):
             raise SchemaError("The batch repeats an event_id; send each event once.")
         return rows
 
-    def _check_times(self, rows: list[dict[str, Any]], name: str, what: str) -> None:
+    def _check_times(
+        self, rows: list[dict[str, Any]], name: str, what: str, *, not_before: bool
+    ) -> None:
         """Refuse times implausibly far from the server's clock ([serving] in minder.toml).
         A time in the future would sit in every window until its time came and then vanish;
         one decades old would stretch every report over empty windows: clock or data errors
@@ -165,7 +167,7 @@ class Service:
                 "in the batch; [serving].max_event_lead). Check the source's clock. Nothing "
                 "was written."
             )
-        if what == "Event":  # a label's time may be old: it is when it became true
+        if not_before:  # (a label's time may be old: it is when it became true)
             old = [r for r in rows if r[name] < now - cfg.max_event_age_us]
             if old:
                 raise SchemaError(
@@ -338,7 +340,7 @@ class Service:
         it (bounded: :mod:`modelminder.serving.waiting`). A re-sent label (same event and
         source) changes nothing."""
         rows = validate_label_rows(labels)
-        self._check_times(rows, "label_ts", "Label")
+        self._check_times(rows, "label_ts", "Label", not_before=False)
         now = self.clock.now_us()
         with self._lock:
             self._check_open()
