@@ -134,6 +134,11 @@ def features_json(values: Sequence[float | None]) -> str:
     >>> features_from_json(features_json([float("-inf"), 0.1]))
     [-inf, 0.1]
     """
+    # Hot path (one call per prediction): dump as is, and convert value by value only when an
+    # infinity (or a NaN) made Python write its non-JSON tokens -- rare.
+    text = json.dumps(values, separators=_COMPACT)
+    if "Infinity" not in text and "NaN" not in text:
+        return text
     return json.dumps([json_value(v) for v in values], separators=_COMPACT, allow_nan=False)
 
 
