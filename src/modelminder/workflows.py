@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,12 +21,13 @@ from modelminder.clock import WallClock
 from modelminder.errors import RegistryError, TrainingError
 from modelminder.features.plan import Plan
 from modelminder.features.runner import replay_log
+from modelminder.jsonable import jsonable
+from modelminder.metrics import scores
 from modelminder.project import Project
 from modelminder.registry import ALIASES, ModelRecord, Registry
 from modelminder.training.dataset import LabelPolicy, build_training_set
 from modelminder.training.ensemble import Ensemble
 from modelminder.training.gate import GateRules
-from modelminder.training.metrics import scores
 from modelminder.training.train import TrainConfig, TrainResult, train_model
 
 DAY_US = 86_400_000_000
@@ -36,21 +36,6 @@ DAY_US = 86_400_000_000
 def actor() -> str:
     """Who is acting: ``$MODELMINDER_ACTOR``, else the OS user."""
     return os.environ.get("MODELMINDER_ACTOR") or f"{getpass.getuser()} (cli)"
-
-
-def jsonable(value: Any) -> Any:
-    """Strict JSON: NaN/inf become None, NumPy scalars and arrays become Python values."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass

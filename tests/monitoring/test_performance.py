@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelminder.metrics import auc, average_precision
 from modelminder.monitoring.performance import expected, measure
-from modelminder.training.metrics import auc, average_precision
 
 
 def test_the_estimate_is_the_expectation_over_labels_drawn_from_the_scores() -> None:

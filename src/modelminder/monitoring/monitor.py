@@ -32,6 +32,7 @@ from modelminder.errors import MonitorError
 from modelminder.events.log import EventLog
 from modelminder.events.predictions import PredictionTopic
 from modelminder.features.durations import parse_duration
+from modelminder.jsonable import jsonable
 from modelminder.monitoring import findings
 from modelminder.monitoring.alerts import Alert, AlertLog, Sink, fold
 from modelminder.monitoring.config import MAX_WINDOWS, MonitorConfig
@@ -39,7 +40,6 @@ from modelminder.monitoring.drift import DriftReport
 from modelminder.project import Project
 from modelminder.registry import Registry
 from modelminder.registry.store import ModelRecord
-from modelminder.workflows import jsonable
 
 __all__ = ["MonitorConfig", "MonitorReport", "run_monitor"]
 Progress = Callable[[str], None]

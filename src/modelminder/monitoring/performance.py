@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelminder.training.metrics import auc, average_precision, calibration_error
+from modelminder.metrics import auc, average_precision, calibration_error
 
 FloatArray = npt.NDArray[np.float64]
 MIN_POSITIVES = 5  # below this, measured AUC/AP are not reported (too noisy to read)

@@ -221,7 +221,7 @@ class MLPEstimator:
             raise TrainingError(
                 "The 'mlp' estimator needs PyTorch: pip install 'modelminder[torch]'."
             ) from exc
-        from modelminder.training.metrics import average_precision
+        from modelminder.metrics import average_precision
 
         torch.manual_seed(seed)
         torch.set_num_threads(THREADS)

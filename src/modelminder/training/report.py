@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelminder.training.metrics import auc, scores
+from modelminder.metrics import auc, scores
 
 Array = npt.NDArray[Any]
 DAY_US = 86_400_000_000

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from modelminder.metrics import average_precision
 from modelminder.training.estimators import Estimator
-from modelminder.training.metrics import average_precision
 from modelminder.training.report import fold_rows
 from modelminder.training.splits import FoldPlan
 

@@ -21,12 +21,12 @@ from modelminder.errors import TrainingError
 from modelminder.events.log import EventLog
 from modelminder.features.durations import parse_duration
 from modelminder.features.plan import Plan
+from modelminder.metrics import average_precision, scores
 from modelminder.training import report as rep
 from modelminder.training.dataset import TrainingSet
 from modelminder.training.ensemble import Calibrator, Ensemble
 from modelminder.training.estimators import Estimator, make_estimator
 from modelminder.training.gate import GateRules, Verdict, judge
-from modelminder.training.metrics import average_precision, scores
 from modelminder.training.search import SearchResult, fit_folds, sample_rows, search
 from modelminder.training.splits import SCHEMES, FoldPlan, random_kfold, walk_forward
 
