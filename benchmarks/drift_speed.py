@@ -37,8 +37,8 @@ import polars as pl
 from _common import DATA, best, machine, parse
 from scipy import special, stats
 
+from modelminder.model.reference import Reference
 from modelminder.monitoring.drift import DriftMonitor, DriftReport
-from modelminder.monitoring.reference import Reference
 
 EVIDENTLY = "0.7.23"
 PANDAS = "2.3.3"  # evidently 0.7.23 imports a helper that pandas 3 removed

@@ -116,7 +116,7 @@ def replay(
 
     Example: minder replay --out features.parquet --from 2026-02-01 --project myproj
     """
-    from modelminder.features.runner import replay_log, replay_log_online
+    from modelminder.logreplay import replay_log, replay_log_online
     from modelminder.project import load_project
 
     proj = load_project(project)
@@ -154,7 +154,7 @@ def check_parity(
 
     Exits 1 if any feature differs. Example: minder check-parity --sample 20000 --project myproj
     """
-    from modelminder.features.runner import compare_tables, replay_log, replay_log_online
+    from modelminder.logreplay import compare_tables, replay_log, replay_log_online
     from modelminder.project import load_project
 
     proj = load_project(project)

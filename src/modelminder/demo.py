@@ -11,7 +11,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from modelminder.features.runner import compare_tables, replay_log, replay_log_online
+from modelminder.logreplay import compare_tables, replay_log, replay_log_online
 from modelminder.project import init_project, load_project
 from modelminder.registry import Registry
 from modelminder.serving.stream import play

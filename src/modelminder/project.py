@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelminder.durations import parse_duration
 from modelminder.errors import ConfigError, MinderError, SchemaError
 from modelminder.events.log import EventLog
 from modelminder.events.schema import MAX_TEXT_CHARS, EventSchema
 from modelminder.features.dsl import FeatureSet
-from modelminder.features.durations import parse_duration
 from modelminder.features.plan import Plan, compile_plan
 
 CONFIG_NAME = "minder.toml"

@@ -20,13 +20,13 @@ import polars as pl
 from modelminder.clock import WallClock
 from modelminder.errors import RegistryError, TrainingError
 from modelminder.features.plan import Plan
-from modelminder.features.runner import replay_log
 from modelminder.jsonable import jsonable
+from modelminder.logreplay import replay_log
 from modelminder.metrics import scores
+from modelminder.model.ensemble import Ensemble
 from modelminder.project import Project
 from modelminder.registry import ALIASES, ModelRecord, Registry
 from modelminder.training.dataset import LabelPolicy, build_training_set
-from modelminder.training.ensemble import Ensemble
 from modelminder.training.gate import GateRules
 from modelminder.training.train import TrainConfig, TrainResult, train_model
 

@@ -3,7 +3,7 @@
 The event schema admits floats with ``|x| <= 1e15``. Within that range sums, means and standard
 deviations must not depend on how the events reached the engine: replay with any number of
 threads, the online path with any micro-batching, and an online engine restarted from the
-recent log (:func:`~modelminder.features.runner.engine_from_log` reads the last three horizons)
+recent log (:func:`~modelminder.logreplay.engine_from_log` reads the last three horizons)
 must give the same bits. Beyond the range (``±1e308``) sums overflow to ``±inf``; the same
 ``inf`` on every path, and only in the windows that hold the overflowing values.
 """

@@ -25,7 +25,7 @@ from modelminder.features.dsl import (
 )
 from modelminder.features.plan import compile_plan
 from modelminder.features.replay import replay_frame
-from modelminder.features.runner import engine_from_log
+from modelminder.logreplay import engine_from_log
 from modelminder.sim.world import WorldConfig, simulate
 
 SHORT = FeatureSet(

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from modelminder.errors import MonitorError
+from modelminder.model.reference import Reference
 from modelminder.monitoring.drift import DriftConfig, DriftMonitor, drift_report
-from modelminder.monitoring.reference import Reference
 
 NAMES = ["amount", "gap", "online", "count", "ratio"]
 P_CHANNEL = [0.5, 0.3, 0.1, 0.07, 0.03]

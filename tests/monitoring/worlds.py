@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from modelminder.events.predictions import Prediction, PredictionTopic, served_features
-from modelminder.features.runner import replay_log
+from modelminder.logreplay import replay_log
 from modelminder.project import Project, init_project, load_project
 from modelminder.registry import Registry
 from modelminder.serving.service import DecisionPolicy

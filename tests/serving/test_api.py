@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from modelminder.features.runner import replay_log
+from modelminder.logreplay import replay_log
 from modelminder.project import Project, init_project, load_project
 from modelminder.registry import Registry
 from modelminder.serving.app import create_app

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelminder.clock import SimulatedClock
-from modelminder.features.runner import engine_from_log
+from modelminder.logreplay import engine_from_log
 from modelminder.project import Project, init_project, load_project
 from modelminder.serving.app import create_app
 from modelminder.serving.service import Service

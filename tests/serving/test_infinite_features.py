@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from modelminder.clock import SimulatedClock
 from modelminder.events.predictions import PredictionTopic
-from modelminder.features.runner import mismatched_rows
+from modelminder.logreplay import mismatched_rows
 from modelminder.project import Project, init_project, load_project
 from modelminder.serving.app import create_app
 from modelminder.serving.service import Loaded, Service

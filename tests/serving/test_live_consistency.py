@@ -12,7 +12,7 @@ import pytest
 
 from modelminder.clock import SimulatedClock
 from modelminder.errors import SchemaError
-from modelminder.features.runner import replay_log
+from modelminder.logreplay import replay_log
 from modelminder.project import Project
 from modelminder.serving.service import Loaded, Service
 from modelminder.sim.world import World

@@ -102,7 +102,7 @@ def test_random_kfold_is_only_an_explicit_warned_option(trained_world: Fixture) 
 
 
 def test_the_mlp_with_dropout_is_guarded_and_saved_safely(trained_world: Fixture) -> None:
-    from modelminder.training.ensemble import Ensemble, MLPMember
+    from modelminder.model.ensemble import Ensemble, MLPMember
 
     config = TrainConfig(
         estimator="mlp", trials=0, folds=3, max_train_rows=20_000, params={"epochs": 4}
@@ -123,7 +123,7 @@ def test_probabilities_are_calibrated_out_of_time(trained_world: Fixture) -> Non
 
 
 def test_stacking_is_kept_only_if_it_helps_out_of_time(trained_world: Fixture) -> None:
-    from modelminder.training.ensemble import Ensemble
+    from modelminder.model.ensemble import Ensemble
 
     result = train_model(trained_world.data, TrainConfig(stack=True, **FAST))
     info = result.report["stacking"]

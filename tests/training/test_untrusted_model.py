@@ -23,11 +23,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from modelminder.errors import ArtifactError
+from modelminder.model.ensemble import Ensemble, SklearnMember
 from modelminder.project import Project, init_project, load_project
 from modelminder.registry import Registry
 from modelminder.serving.app import create_app
 from modelminder.serving.service import Service
-from modelminder.training.ensemble import Ensemble, SklearnMember
 
 MINDER = [sys.executable, "-c", "from modelminder.cli import main; main()"]
 

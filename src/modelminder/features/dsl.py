@@ -32,8 +32,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from modelminder.durations import parse_duration
 from modelminder.errors import FeatureDefinitionError
-from modelminder.features.durations import parse_duration
 from modelminder.features.expr import Expr, as_expr, col, lit
 
 __all__ = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from modelminder.durations import parse_duration
 from modelminder.errors import MinderError, MonitorError
-from modelminder.features.durations import parse_duration
 from modelminder.monitoring.drift import DriftConfig
 
 MIN_WINDOW_US = 60_000_000

@@ -110,7 +110,7 @@ import polars as pl
 from scipy import stats as sps
 
 from modelminder.errors import MonitorError
-from modelminder.monitoring.reference import (
+from modelminder.model.reference import (
     CategoricalSummary,
     CategoricalValues,
     NumericSummary,

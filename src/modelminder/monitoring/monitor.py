@@ -28,10 +28,10 @@ import numpy as np
 import polars as pl
 
 from modelminder.clock import WallClock
+from modelminder.durations import parse_duration
 from modelminder.errors import MonitorError
 from modelminder.events.log import EventLog
 from modelminder.events.predictions import PredictionTopic
-from modelminder.features.durations import parse_duration
 from modelminder.jsonable import jsonable
 from modelminder.monitoring import findings
 from modelminder.monitoring.alerts import Alert, AlertLog, Sink, fold

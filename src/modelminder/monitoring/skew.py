@@ -3,7 +3,7 @@
 Replay and the live path run the same engine, so any mismatch means something broke (a
 feature computed differently live, a state that missed events, a log that was edited). The
 check replays the log and compares the served vectors of a sample of events with
-:func:`~modelminder.features.runner.mismatched_rows` (the engine's documented tolerance; missing
+:func:`~modelminder.logreplay.mismatched_rows` (the engine's documented tolerance; missing
 equals missing, ``inf`` equals ``inf`` of the same sign, and an infinity is never missing: the
 prediction log keeps it, see :mod:`modelminder.events.predictions`).
 """
@@ -19,7 +19,7 @@ import polars as pl
 
 from modelminder.events.log import EventLog
 from modelminder.features.plan import Plan
-from modelminder.features.runner import compare_tables, mismatched_rows, replay_log
+from modelminder.logreplay import compare_tables, mismatched_rows, replay_log
 
 
 @dataclass(frozen=True)

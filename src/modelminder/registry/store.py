@@ -597,7 +597,35 @@ class Registry:
                 return version
         return None
 
-    def rollback(self, *, actor: str, reason: str = "rollback") -> str:
+    def rollback_target(self) -> str:
+        """The version :meth:`rollback` would make champion now (raises if there is none)."""
+        with self._lock:
+            return self._checked_rollback_target()
+
+    def _checked_rollback_target(self) -> str:
+        current = self._current("champion")
+        if current is None:
+            raise RegistryError(
+                "There is no champion to roll back. Set one with "
+                "set_alias('champion', version, actor=...)."
+            )
+        target = self._rollback_target(current)
+        if target is None:
+            raise RegistryError(
+                f"Cannot roll back: champion {current!r} has no previous champion to "
+                "go back to. Choose a version explicitly with "
+                "set_alias('champion', version, actor=...)."
+            )
+        if self._get(target).status == "rejected":
+            raise RegistryError(
+                f"Cannot roll back to {target!r}: it was rejected and was champion "
+                "only by override. To use it again, override explicitly: "
+                f"set_alias('champion', {target!r}, actor=..., reason=..., "
+                "override=True)."
+            )
+        return target
+
+    def rollback(self, *, actor: str, reason: str = "rollback", expect: str | None = None) -> str:
         """Move ``champion`` back to the version it had before the current one.
 
         Repeated rollbacks keep walking back. Returns the new champion version.
@@ -618,24 +646,12 @@ class Registry:
         with self._lock:
             with self._tx():
                 current = self._current("champion")
-                if current is None:
+                target = self._checked_rollback_target()
+                if expect is not None and target != expect:
                     raise RegistryError(
-                        "There is no champion to roll back. Set one with "
-                        "set_alias('champion', version, actor=...)."
-                    )
-                target = self._rollback_target(current)
-                if target is None:
-                    raise RegistryError(
-                        f"Cannot roll back: champion {current!r} has no previous champion to "
-                        "go back to. Choose a version explicitly with "
-                        "set_alias('champion', version, actor=...)."
-                    )
-                if self._get(target).status == "rejected":
-                    raise RegistryError(
-                        f"Cannot roll back to {target!r}: it was rejected and was champion "
-                        "only by override. To use it again, override explicitly: "
-                        f"set_alias('champion', {target!r}, actor=..., reason=..., "
-                        "override=True)."
+                        f"Champion changed while the rollback was checked: it would now go to "
+                        f"{target!r}, not {expect!r}. Nothing moved; check `minder models "
+                        "history` and roll back again."
                     )
                 change = self._change(
                     "champion",

@@ -31,12 +31,12 @@ from modelminder.events.predictions import (
     served_features,
 )
 from modelminder.events.schema import validate_label_rows, validate_rows
-from modelminder.features.runner import engine_from_log
+from modelminder.logreplay import engine_from_log
+from modelminder.model.ensemble import Ensemble
 from modelminder.project import Project
 from modelminder.registry import Registry
 from modelminder.serving.store import ServingStore
 from modelminder.serving.waiting import WaitingLabels
-from modelminder.training.ensemble import Ensemble, LightGBMMember
 from modelminder.workflows import load_model
 
 _NOT_SCORED = (
@@ -383,18 +383,10 @@ class Service:
 def _reasons(
     model: Ensemble, x: np.ndarray, names: list[str], top: int = 3
 ) -> list[dict[str, Any]]:
-    """The features that pushed the score most: the contributions (log-odds) of the first
-    LightGBM member. One member, not all: contributions cost ~15x a prediction per member."""
-    boosters = [m for m in model.members if isinstance(m, LightGBMMember)][:1]
-    if not boosters:
+    """The features that pushed the score most (see :meth:`Ensemble.contributions`)."""
+    contrib = model.contributions(x)
+    if contrib is None:
         return []
-    contrib = np.mean(
-        [
-            np.asarray(b.booster.predict(x, pred_contrib=True, num_threads=1))[0, :-1]
-            for b in boosters
-        ],
-        axis=0,
-    )
     order = np.argsort(-np.abs(contrib))[:top]
     return [
         {

@@ -25,11 +25,11 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from modelminder.durations import parse_duration
 from modelminder.errors import TrainingError
 from modelminder.events.log import EventLog
-from modelminder.features.durations import parse_duration
 from modelminder.features.plan import Plan
-from modelminder.features.runner import replay_log
+from modelminder.logreplay import replay_log
 
 POLICIES = ("negative_after_maturity", "exclude")
 

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from modelminder.errors import TrainingError
-from modelminder.training.ensemble import LightGBMMember, MLPMember, SklearnMember
+from modelminder.model.ensemble import LightGBMMember, MLPMember, SklearnMember
 
 Array = npt.NDArray[Any]
 FloatArray = npt.NDArray[np.float64]

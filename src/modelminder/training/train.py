@@ -17,14 +17,14 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from modelminder.durations import parse_duration
 from modelminder.errors import TrainingError
 from modelminder.events.log import EventLog
-from modelminder.features.durations import parse_duration
 from modelminder.features.plan import Plan
 from modelminder.metrics import average_precision, scores
+from modelminder.model.ensemble import Calibrator, Ensemble
 from modelminder.training import report as rep
 from modelminder.training.dataset import TrainingSet
-from modelminder.training.ensemble import Calibrator, Ensemble
 from modelminder.training.estimators import Estimator, make_estimator
 from modelminder.training.gate import GateRules, Verdict, judge
 from modelminder.training.search import SearchResult, fit_folds, sample_rows, search
@@ -133,7 +133,7 @@ def time_travel_audit(
 ) -> dict[str, Any]:
     """Replay the log only up to a cut offset and check the features of the events before the
     cut are unchanged: a feature that differs depends on data after its event."""
-    from modelminder.features.runner import replay_log
+    from modelminder.logreplay import replay_log
 
     lo, hi = data.offsets()
     cut = lo + (hi - lo) // 2
@@ -163,10 +163,10 @@ def monitor_reference(
     keys: Sequence[str] = (),
 ) -> dict[str, Any]:
     """What the drift monitors compare live data with (a
-    :class:`~modelminder.monitoring.reference.Reference`, as a dict): the features and the
+    :class:`~modelminder.model.reference.Reference`, as a dict): the features and the
     out-of-sample scores of ``rows`` (time order), plus the event's low-cardinality text
     fields (at most 50 distinct values; entity keys are not categories)."""
-    from modelminder.monitoring.reference import Reference
+    from modelminder.model.reference import Reference
 
     categorical: dict[str, list[Any]] = {}
     if log is not None:
@@ -201,7 +201,7 @@ def _try_stack(
     only if it beats the bagged model's average precision on the out-of-time holdout."""
     from sklearn.linear_model import LogisticRegression
 
-    from modelminder.training.ensemble import Stack, logit
+    from modelminder.model.ensemble import Stack, logit
 
     Z = np.column_stack([logit(oof[valid_rows]), logit(b_oof[valid_rows])])
     meta = LogisticRegression(max_iter=1000).fit(Z, y[valid_rows])

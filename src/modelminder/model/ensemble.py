@@ -252,6 +252,16 @@ class Ensemble:
         raw = self.raw(X)
         return self.calibrator(raw) if self.calibrator is not None else raw
 
+    def contributions(self, X: FloatArray) -> FloatArray | None:
+        """Per-feature contributions (log-odds) to the first row's score, from the first
+        LightGBM member, or None when no member can explain itself. One member, not all:
+        contributions cost ~15x a prediction per member."""
+        for m in self.members:
+            if isinstance(m, LightGBMMember):
+                out = m.booster.predict(np.asarray(X, np.float64), pred_contrib=True, num_threads=1)
+                return np.asarray(out, np.float64)[0, :-1]
+        return None
+
     def to_files(self) -> dict[str, bytes]:
         """The files of the artifact (JSON description plus one file per member)."""
         files: dict[str, bytes] = {}

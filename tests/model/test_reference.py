@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelminder.errors import MonitorError
-from modelminder.monitoring.reference import OTHER, VERSION, Reference
+from modelminder.model.reference import OTHER, VERSION, Reference
 
 
 def training(rows: int, seed: int = 0) -> tuple[np.ndarray, list[str], dict[str, Any]]:
