@@ -5,17 +5,27 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelminder.errors import MinderError
 from modelminder.events.log import EventLog
 from modelminder.events.schema import EventSchema
-from modelminder.monitoring.alerts import Alert, AlertLog, StdoutSink, WebhookSink, fold
+from modelminder.monitoring.alerts import (
+    Alert,
+    AlertLog,
+    StdoutSink,
+    WebhookSink,
+    fold,
+    fold_states,
+)
 
 DAY = 86_400_000_000
 
@@ -106,3 +116,71 @@ def test_an_alert_that_worsens_is_delivered_again_and_open_is_kept(tmp_path: Pat
         assert alerts.record([severe]) == [severe]  # it got worse: news
         [stored] = alerts.read()
         assert (stored.severity, stored.open) == ("severe", False)
+
+
+def test_alert_changes_are_appended_never_rewritten(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    with EventLog.open(tmp_path / "log.db", EventSchema({"card_id": "str"})) as log:
+        times = iter([10, 20, 30])
+        alerts = AlertLog(log, clock_us=lambda: next(times))
+        warn = _alert(0)
+        alerts.record([warn])
+        alerts.record([warn])  # no change: nothing appended
+        alerts.record([replace(warn, severity="severe", window_end=2 * DAY, count=2)])
+        history = alerts.events()
+        assert [(e.recorded_at, e.alert.severity, e.alert.count) for e in history] == [
+            (10, "warn", 1),
+            (30, "severe", 2),
+        ]
+        for sql in ("UPDATE alert_events SET severity = 'warn'", "DELETE FROM alert_events"):
+            with pytest.raises(Exception, match="alert_events rows are immutable"):
+                log.database.fetch(sql)
+        assert alerts.events() == history
+
+
+_ALERTS = st.builds(
+    Alert,
+    kind=st.sampled_from(["data_drift", "skew"]),
+    severity=st.sampled_from(["warn", "severe"]),
+    subject=st.sampled_from(["amount", "card_count_1h"]),
+    model_version=st.just("v1"),
+    window_start=st.sampled_from([0, DAY]),
+    window_end=st.sampled_from([DAY, 2 * DAY, 3 * DAY]),
+    evidence=st.fixed_dictionaries({"psi": st.integers(0, 2)}),
+    action=st.sampled_from(["Look.", "Retrain."]),
+    count=st.integers(1, 3),
+    open=st.booleans(),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=st.lists(st.lists(_ALERTS, max_size=4), max_size=6))
+def test_folding_alert_events_gives_the_state_of_applying_the_changes_in_order(
+    batches: list[list[Alert]],
+) -> None:
+    """The reference is the mutable table alerts used to be: one row per alert, inserted at
+    its first record and overwritten in place by each later one."""
+    rank = {"warn": 0, "severe": 1}
+    table: dict[str, Alert] = {}  # insertion order = the row's offset
+    changes = 0
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        EventLog.open(Path(folder) / "log.db", EventSchema({"card_id": "str"})) as log,
+    ):
+        alerts = AlertLog(log, clock_us=lambda: 1)
+        for batch in batches:
+            news: dict[str, Alert] = {}
+            for a in batch:
+                before = table.get(a.key)
+                if before is None or rank[a.severity] > rank[before.severity]:
+                    news[a.key] = a
+                if before != a:
+                    changes += 1
+                table[a.key] = a
+            assert alerts.record(batch) == list(news.values())
+            state = sorted(table.values(), key=lambda a: a.window_start)  # stable: row order
+            assert fold_states(alerts.events()) == state
+            assert alerts.read() == state
+            assert alerts.read(since_us=DAY) == [a for a in state if a.window_end > DAY]
+        assert len(alerts.events()) == changes  # a record that changes nothing appends nothing

@@ -11,6 +11,10 @@ Promises
 * The ``audit`` topic records who changed what and why (e.g. a model registry alias change),
   one row per change: ``offset, ts, kind, actor, payload`` with ``payload`` a JSON string.
   Audit records have no id and are never deduplicated: each call is one change.
+
+Every table in the log's file (this module's and the other topics') is created and upgraded by
+:mod:`modelminder.store.migrations.log` when the log opens; a log written by a newer
+modelminder is refused.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ import polars as pl
 from modelminder.clock import Clock, WallClock
 from modelminder.errors import LogError, SchemaError
 from modelminder.events.schema import EventSchema, normalize, normalize_labels
+from modelminder.store.migrations import migrate
+from modelminder.store.migrations.log import migrations as log_migrations
 from modelminder.store.sqlite import Database, RowInsert
 
 CHUNK = 50_000
-_SQL_TYPES = {"str": "TEXT", "float": "REAL", "int": "INTEGER", "bool": "INTEGER"}
 TOPICS = ("events", "labels", "audit")
 # The column that read(from_ts=, to_ts=) filters on, per topic.
 _TIME_COLUMN = {"events": "ts", "labels": "known_at", "audit": "ts"}
@@ -174,50 +179,16 @@ class EventLog:
         self.close()
 
     def _migrate(self) -> None:
-        c = self
-        c._fetch("CREATE TABLE IF NOT EXISTS log_meta (key TEXT PRIMARY KEY, value TEXT)")
-        rows = c._fetch("SELECT value FROM log_meta WHERE key='event_fields'")
-        row = rows[0] if rows else None
+        # The log's tables are created and upgraded in one place: store.migrations.log.
+        migrate(self._db, log_migrations(self.schema.fields), what="the event log")
         fields = dict(self.schema.fields)
-        if row is None:
-            cols = "".join(f", {_ident(n)} {_SQL_TYPES[t]} NOT NULL" for n, t in fields.items())
-            with self._tx():
-                c._fetch(
-                    'CREATE TABLE events ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
-                    f"event_id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL{cols})"
-                )
-                c._fetch("CREATE INDEX events_ts ON events(ts)")
-                c._fetch(
-                    'CREATE TABLE labels ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
-                    "event_id TEXT NOT NULL, is_fraud REAL NOT NULL, label_ts INTEGER NOT NULL, "
-                    "known_at INTEGER NOT NULL, source TEXT NOT NULL, UNIQUE(event_id, source))"
-                )
-                c._fetch(
-                    "INSERT INTO log_meta(key, value) VALUES ('event_fields', ?)",
-                    [json.dumps(fields)],
-                )
-        elif json.loads(row[0]) != fields:
+        stored = self._fetch("SELECT value FROM log_meta WHERE key='event_fields'")[0][0]
+        if json.loads(stored) != fields:
             raise LogError(
-                f"The log at {self.path} was created for event fields {row[0]}, but the "
+                f"The log at {self.path} was created for event fields {stored}, but the "
                 f"configuration declares {json.dumps(fields)}. Use the original fields, or "
                 "start a new log file."
             )
-        if not c._fetch("SELECT 1 FROM sqlite_master WHERE type='table' AND name='label_expiry'"):
-            with self._tx():
-                c._fetch(
-                    "CREATE TABLE IF NOT EXISTS label_expiry (event_id TEXT NOT NULL, "
-                    "source TEXT NOT NULL, expired_at INTEGER NOT NULL, "
-                    "PRIMARY KEY (event_id, source))"
-                )
-        # Logs created before the audit topic existed get it on their next open.
-        if not c._fetch("SELECT 1 FROM sqlite_master WHERE type='table' AND name='audit'"):
-            with self._tx():
-                c._fetch(
-                    'CREATE TABLE IF NOT EXISTS audit ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
-                    "ts INTEGER NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, "
-                    "payload TEXT NOT NULL)"
-                )
-                c._fetch("CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts)")
 
     # -- append ---------------------------------------------------------------------------
     def append_events(

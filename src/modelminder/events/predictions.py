@@ -202,19 +202,9 @@ class PredictionTopic:
     """
 
     def __init__(self, log: EventLog) -> None:
+        # The predictions table is created with the log (store.migrations.log).
         self._db = log.database
         self._fields = dict(log.schema.fields)
-        with self._db.tx():
-            self._db.fetch(
-                # No AUTOINCREMENT: nothing is ever deleted, so rowids only grow, and the extra
-                # sqlite_sequence write per prediction is saved.
-                'CREATE TABLE IF NOT EXISTS predictions ("offset" INTEGER PRIMARY KEY, '
-                "event_id TEXT NOT NULL, served_at INTEGER NOT NULL, "
-                "model_version TEXT NOT NULL, role TEXT NOT NULL, score REAL NOT NULL, "
-                "decision TEXT NOT NULL, latency_us INTEGER NOT NULL, features TEXT NOT NULL, "
-                "reasons TEXT NOT NULL)"
-            )
-            self._db.fetch("CREATE INDEX IF NOT EXISTS predictions_event ON predictions(event_id)")
 
     def append(self, predictions: Sequence[Prediction]) -> None:
         """Append (in the caller's transaction if there is one)."""

@@ -6,9 +6,14 @@ An alert has a kind (``data_drift``, ``multivariate_drift``, ``data_quality``, `
 metric, an entity), the evidence (statistic, threshold, top features...) and a suggested action.
 
 Findings of the same kind, subject and model version in consecutive windows fold into one alert
-(first and last window, count, worst severity). Alerts are events in the log (the ``alerts``
-table, owned by this module): recording the same alert twice changes nothing, so a monitor can
-be rerun over the same range.
+(first and last window, count, worst severity).
+
+Alerts are events in the log: the ``alert_events`` topic (owned by this module, append-only;
+the database refuses UPDATE and DELETE) holds one record per change of an alert's state, and
+an alert's current state is the fold of its records (:func:`fold_states`): the latest record
+of its key, listed at the place of its first. Recording an alert whose state is already the
+current one appends nothing, so a monitor can be rerun over the same range; an alert that
+grows, worsens or closes appends its new state, so the log keeps its history.
 """
 
 from __future__ import annotations
@@ -108,20 +113,52 @@ class Sink(Protocol):
 
 
 _INSERT = RowInsert(
-    "alerts",
+    "alert_events",
     {
-        "key": "str", "raised_at": "int", "kind": "str", "severity": "str", "subject": "str",
+        "recorded_at": "int", "key": "str", "kind": "str", "severity": "str", "subject": "str",
         "model_version": "str", "window_start": "int", "window_end": "int", "count": "int",
         "evidence": "str", "action": "str", "open": "int",
     },
-    "ON CONFLICT(key) DO UPDATE SET severity = excluded.severity, "
-    "window_end = excluded.window_end, count = excluded.count, evidence = excluded.evidence, "
-    "open = excluded.open",
 )  # fmt: skip
+_COLUMNS = (
+    '"offset", recorded_at, kind, severity, subject, model_version, window_start, window_end, '
+    "evidence, action, count, open"
+)
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One record of the ``alert_events`` topic: ``alert`` is the state its alert took at
+    ``recorded_at`` (UTC microseconds), at log offset ``offset``."""
+
+    offset: int
+    recorded_at: int
+    alert: Alert
+
+
+def fold_states(events: Iterable[AlertEvent]) -> list[Alert]:
+    """The current alerts from their events (in offset order): per key, the latest state, at the
+    place of the key's first event; ordered by first window, then by that place. The one
+    definition of an alert's state.
+
+    Examples
+    --------
+    >>> warn = Alert("skew", "warn", "amount_sum_1h", "v1", 0, 10, {}, "look")
+    >>> severe = replace(warn, severity="severe", open=False)
+    >>> [(a.severity, a.open) for a in fold_states([AlertEvent(1, 5, warn),
+    ...                                            AlertEvent(2, 9, severe)])]
+    [('severe', False)]
+    """
+    first: dict[str, int] = {}
+    latest: dict[str, Alert] = {}
+    for e in events:
+        first.setdefault(e.alert.key, e.offset)
+        latest[e.alert.key] = e.alert
+    return sorted(latest.values(), key=lambda a: (a.window_start, first[a.key]))
 
 
 class AlertLog:
-    """The ``alerts`` table of the log: alerts as events. Also a sink.
+    """The ``alert_events`` topic of the log: alerts as events. Also a sink.
 
     Examples
     --------
@@ -132,71 +169,71 @@ class AlertLog:
     >>> a = Alert("skew", "severe", "amount_sum_1h", "v1", 0, 10, {"mismatches": 3}, "fix it")
     >>> alerts.record([a, a])
     [Alert(kind='skew', ...)]
-    >>> [x.subject for x in alerts.read()]
-    ['amount_sum_1h']
+    >>> [x.subject for x in alerts.read()], len(alerts.events())
+    (['amount_sum_1h'], 1)
     >>> log.close()
     """
 
     def __init__(self, log: EventLog, *, clock_us: Any = None) -> None:
+        # The alert_events table is created with the log (store.migrations.log).
         self._db = log.database
         self._now = clock_us or log.clock.now_us
-        with self._db.tx():
-            self._db.execute(
-                'CREATE TABLE IF NOT EXISTS alerts ("offset" INTEGER PRIMARY KEY, key TEXT NOT '
-                "NULL UNIQUE, raised_at INTEGER NOT NULL, kind TEXT NOT NULL, severity TEXT NOT "
-                "NULL, subject TEXT NOT NULL, model_version TEXT NOT NULL, window_start INTEGER "
-                "NOT NULL, window_end INTEGER NOT NULL, count INTEGER NOT NULL, evidence TEXT "
-                "NOT NULL, action TEXT NOT NULL, open INTEGER NOT NULL DEFAULT 1)"
-            )
-            columns = {str(r[1]) for r in self._db.fetch("PRAGMA table_info(alerts)")}
-            if "open" not in columns:  # a table from before alerts kept their state
-                self._db.execute("ALTER TABLE alerts ADD COLUMN open INTEGER NOT NULL DEFAULT 1")
 
     def record(self, alerts: Sequence[Alert]) -> list[Alert]:
-        """Record alerts (atomically); the ones to deliver elsewhere: new ones, and known ones
-        whose severity rose (a warning that became severe is news)."""
+        """Record alerts (atomically): each one whose state differs from its alert's current
+        state is appended. Returns the ones to deliver elsewhere: new ones, and known ones whose
+        severity rose (a warning that became severe is news)."""
         now = int(self._now())
         rank = {s: i for i, s in enumerate(SEVERITIES)}
         with self._db.tx():
-            known = {
-                str(k): str(sev) for k, sev in self._db.fetch("SELECT key, severity FROM alerts")
-            }
+            current = {a.key: a for a in fold_states(self.events())}
             fresh: dict[str, Alert] = {}
             for a in alerts:
-                before = known.get(a.key)
-                if before is None or rank[a.severity] > rank.get(before, 0):
+                before = current.get(a.key)
+                if before is None or rank[a.severity] > rank[before.severity]:
                     fresh[a.key] = a
-                    known[a.key] = a.severity
-                row = a.to_dict() | {"key": a.key, "raised_at": now, "open": int(a.open)}
-                row["evidence"] = json.dumps(a.evidence, default=str)
+                if before is not None and _same_state(before, a):
+                    continue
+                current[a.key] = a
+                row = a.to_dict() | {"key": a.key, "recorded_at": now, "open": int(a.open)}
+                row["evidence"] = _evidence_json(a.evidence)
                 _INSERT.run(self._db, row)
         return list(fresh.values())
 
     def deliver(self, alerts: Sequence[Alert]) -> None:
         self.record(alerts)
 
+    def events(self) -> list[AlertEvent]:
+        """Every recorded state change, in log order (an alert's history)."""
+        rows = self._db.fetch(f'SELECT {_COLUMNS} FROM alert_events ORDER BY "offset"')
+        return [_event(r) for r in rows]
+
     def read(self, *, since_us: int | None = None) -> list[Alert]:
-        """Recorded alerts, oldest window first (``since_us``: windows ending after it)."""
-        rows = self._db.fetch(
-            "SELECT kind, severity, subject, model_version, window_start, window_end, evidence, "
-            'action, count, open FROM alerts WHERE window_end > ? ORDER BY window_start, "offset"',
-            [-(2**62) if since_us is None else int(since_us)],
-        )
-        return [
-            Alert(
-                str(r[0]),
-                str(r[1]),
-                str(r[2]),
-                str(r[3]),
-                int(r[4]),
-                int(r[5]),
-                json.loads(r[6]),
-                str(r[7]),
-                int(r[8]),
-                bool(r[9]),
-            )
-            for r in rows
-        ]
+        """The alerts in their current state, oldest window first (``since_us``: windows
+        ending after it)."""
+        alerts = fold_states(self.events())
+        return alerts if since_us is None else [a for a in alerts if a.window_end > since_us]
+
+
+def _event(row: Sequence[Any]) -> AlertEvent:
+    offset, recorded_at, kind, severity, subject, version, start, end, *rest = row
+    evidence, action, count, is_open = rest
+    alert = Alert(
+        str(kind), str(severity), str(subject), str(version), int(start), int(end),
+        json.loads(evidence), str(action), int(count), bool(is_open),
+    )  # fmt: skip
+    return AlertEvent(int(offset), int(recorded_at), alert)
+
+
+def _evidence_json(evidence: dict[str, Any]) -> str:
+    return json.dumps(evidence, default=str)
+
+
+def _same_state(stored: Alert, new: Alert) -> bool:
+    # Evidence is compared as stored (JSON): a value JSON cannot hold exactly (a tuple, a
+    # numpy float) reads back as its JSON form.
+    same_fields = replace(stored, evidence={}) == replace(new, evidence={})
+    return same_fields and _evidence_json(stored.evidence) == _evidence_json(new.evidence)
 
 
 @dataclass

@@ -39,41 +39,13 @@ from modelminder.clock import Clock, WallClock
 from modelminder.errors import RegistryError
 from modelminder.events.log import EventLog
 from modelminder.registry.artifacts import read_artifact, write_artifact
+from modelminder.store.migrations import migrate
+from modelminder.store.migrations.registry import MIGRATIONS
 from modelminder.store.sqlite import Database
 
 ALIASES = ("champion", "challenger", "shadow")
 STATUSES = ("accepted", "rejected")
 DB_NAME = "registry.db"
-_SCHEMA_VERSION = 1
-_SCHEMA = (
-    """CREATE TABLE models (
-        seq INTEGER PRIMARY KEY,
-        version TEXT NOT NULL UNIQUE,
-        created_at INTEGER NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
-        reasons TEXT NOT NULL,
-        checksum TEXT NOT NULL,
-        meta TEXT NOT NULL,
-        created_by TEXT NOT NULL)""",
-    """CREATE TABLE alias_history (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ts INTEGER NOT NULL,
-        alias TEXT NOT NULL,
-        version TEXT REFERENCES models(version),
-        previous TEXT REFERENCES models(version),
-        action TEXT NOT NULL CHECK (action IN ('set', 'clear', 'rollback')),
-        actor TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        override INTEGER NOT NULL)""",
-    "CREATE INDEX alias_history_alias ON alias_history(alias, id)",
-    *(
-        f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
-        f"BEGIN SELECT RAISE(ABORT, '{table} rows are immutable'); END"
-        for table in ("models", "alias_history")
-        for op in ("UPDATE", "DELETE")
-    ),
-    f"PRAGMA user_version = {_SCHEMA_VERSION}",
-)
 _COLUMNS = "version, created_at, status, reasons, checksum, meta, created_by"
 
 
@@ -244,12 +216,8 @@ class Registry:
         return self._db.fetch(sql, params)
 
     def _migrate(self) -> None:
-        if self._fetch("PRAGMA user_version")[0][0] >= _SCHEMA_VERSION:
-            return
-        with self._tx():
-            if self._fetch("PRAGMA user_version")[0][0] < _SCHEMA_VERSION:
-                for statement in _SCHEMA:
-                    self._fetch(statement)
+        # The registry's tables are created and upgraded in one place: store.migrations.registry.
+        migrate(self._db, MIGRATIONS, what="the model registry")
 
     # -- versions -----------------------------------------------------------------------------
     def artifact_folder(self, version: str) -> Path:

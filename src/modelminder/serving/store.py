@@ -1,6 +1,7 @@
 """The API tokens (``<project>/serving.db``), stored as SHA-256 hashes; a token itself is
 shown once, when created. Predictions are a topic of the log
-(:mod:`modelminder.events.predictions`).
+(:mod:`modelminder.events.predictions`). The tables are created and upgraded by
+:mod:`modelminder.store.migrations.serving`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelminder.errors import MinderError
+from modelminder.store.migrations import migrate
+from modelminder.store.migrations.serving import MIGRATIONS
 from modelminder.store.sqlite import Database
 
 ROLES = ("service", "reviewer", "admin")
@@ -45,14 +48,11 @@ class ServingStore:
         self._db = Database(
             self.path, pragmas=("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000")
         )
-        with self._db.tx():
-            self._db.fetch(
-                "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, role TEXT NOT NULL, "
-                "created_at INTEGER NOT NULL DEFAULT (CAST(strftime('%s','now') AS INTEGER)))"
-            )
-            columns = {str(r[1]) for r in self._db.fetch("PRAGMA table_info(tokens)")}
-            if "revoked_at" not in columns:  # databases from before revocation existed
-                self._db.fetch("ALTER TABLE tokens ADD COLUMN revoked_at INTEGER")
+        try:
+            migrate(self._db, MIGRATIONS, what="the serving store")
+        except BaseException:
+            self._db.close()
+            raise
 
     @classmethod
     def open(cls, root: Path) -> ServingStore:

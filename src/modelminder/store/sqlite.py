@@ -192,10 +192,10 @@ class RowInsert:
         self.floats = [c for c, kind in columns.items() if kind == "float"]
         values = [f"j ->> {i}" for i in range(len(self.packed))]
         values += [f"?{i + 2}" for i in range(len(self.floats))]
-        names = ", ".join(_quote(c) for c in [*self.packed, *self.floats])
+        names = ", ".join(quote_name(c) for c in [*self.packed, *self.floats])
         # INSERT ... SELECT needs a WHERE before an ON CONFLICT clause (SQLite's grammar).
         self.sql = (
-            f"INSERT INTO {_quote(table)} ({names}) SELECT {', '.join(values)} "
+            f"INSERT INTO {quote_name(table)} ({names}) SELECT {', '.join(values)} "
             f"FROM (SELECT ?1 AS j) WHERE true {conflict}"
         )
         self.names = _names(1 + len(self.floats))
@@ -221,7 +221,8 @@ def _float(value: float | None) -> pa.Array:
     return pa.Array.from_buffers(pa.float64(), 1, [None, pa.py_buffer(struct.pack("<d", value))])
 
 
-def _quote(name: str) -> str:
+def quote_name(name: str) -> str:
+    """``name`` as a quoted SQL identifier (a table or column name)."""
     return '"' + name.replace('"', '""') + '"'
 
 

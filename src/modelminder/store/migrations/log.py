@@ -1,0 +1,116 @@
+"""The event log's schema (``<project>/minder.db``), migration by migration.
+
+Tables and their owners: ``log_meta``, ``events``, ``labels``, ``label_expiry`` and ``audit``
+(:mod:`modelminder.events.log`), ``predictions`` (:mod:`modelminder.events.predictions`),
+``alert_events`` (:mod:`modelminder.monitoring.alerts`). Every table is append-only except
+``log_meta``.
+
+1. ``baseline``: the schema of the last release before migrations (the ``events`` table has
+   one column per declared event field).
+2. ``alerts_as_events``: the mutable ``alerts`` table (one row per alert, updated in place)
+   becomes the append-only ``alert_events`` topic (one row per change of an alert's state; the
+   state is the fold of its events). Each existing row becomes one event holding the alert's
+   last state, stamped with the time it was first raised (its updates were overwritten then).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from modelminder.store.migrations import Migration
+from modelminder.store.sqlite import Database, quote_name
+
+SQL_TYPES = {"str": "TEXT", "float": "REAL", "int": "INTEGER", "bool": "INTEGER"}
+
+
+def migrations(fields: Mapping[str, str]) -> tuple[Migration, ...]:
+    """The log's migrations, for a log of events with ``fields`` (name -> ``str``, ``float``,
+    ``int`` or ``bool``). The fields shape only a new log's ``events`` table; an existing log
+    keeps its own (the event log refuses to open it with other fields)."""
+    return (
+        Migration(1, "baseline", lambda db: _baseline(db, fields)),
+        Migration(2, "alerts_as_events", _alerts_as_events),
+    )
+
+
+def _baseline(db: Database, fields: Mapping[str, str]) -> None:
+    # A log made before migrations may lack the tables added after it shipped (label_expiry,
+    # audit, predictions and alerts appeared over time; alerts.open later still): create only
+    # what is missing. The statements are those of that release, so both paths give one schema.
+    db.fetch("CREATE TABLE IF NOT EXISTS log_meta (key TEXT PRIMARY KEY, value TEXT)")
+    if not db.fetch("SELECT 1 FROM log_meta WHERE key = 'event_fields'"):
+        cols = "".join(f", {quote_name(n)} {SQL_TYPES[t]} NOT NULL" for n, t in fields.items())
+        db.fetch(
+            'CREATE TABLE events ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
+            f"event_id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL{cols})"
+        )
+        db.fetch("CREATE INDEX events_ts ON events(ts)")
+        db.fetch(
+            'CREATE TABLE labels ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
+            "event_id TEXT NOT NULL, is_fraud REAL NOT NULL, label_ts INTEGER NOT NULL, "
+            "known_at INTEGER NOT NULL, source TEXT NOT NULL, UNIQUE(event_id, source))"
+        )
+        db.fetch(
+            "INSERT INTO log_meta(key, value) VALUES ('event_fields', ?)",
+            [json.dumps(dict(fields))],
+        )
+    db.fetch(
+        "CREATE TABLE IF NOT EXISTS label_expiry (event_id TEXT NOT NULL, "
+        "source TEXT NOT NULL, expired_at INTEGER NOT NULL, "
+        "PRIMARY KEY (event_id, source))"
+    )
+    db.fetch(
+        'CREATE TABLE IF NOT EXISTS audit ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
+        "ts INTEGER NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, "
+        "payload TEXT NOT NULL)"
+    )
+    db.fetch("CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts)")
+    db.fetch(
+        # No AUTOINCREMENT: nothing is ever deleted, so rowids only grow, and the extra
+        # sqlite_sequence write per prediction is saved.
+        'CREATE TABLE IF NOT EXISTS predictions ("offset" INTEGER PRIMARY KEY, '
+        "event_id TEXT NOT NULL, served_at INTEGER NOT NULL, "
+        "model_version TEXT NOT NULL, role TEXT NOT NULL, score REAL NOT NULL, "
+        "decision TEXT NOT NULL, latency_us INTEGER NOT NULL, features TEXT NOT NULL, "
+        "reasons TEXT NOT NULL)"
+    )
+    db.fetch("CREATE INDEX IF NOT EXISTS predictions_event ON predictions(event_id)")
+    db.fetch(
+        'CREATE TABLE IF NOT EXISTS alerts ("offset" INTEGER PRIMARY KEY, key TEXT NOT '
+        "NULL UNIQUE, raised_at INTEGER NOT NULL, kind TEXT NOT NULL, severity TEXT NOT "
+        "NULL, subject TEXT NOT NULL, model_version TEXT NOT NULL, window_start INTEGER "
+        "NOT NULL, window_end INTEGER NOT NULL, count INTEGER NOT NULL, evidence TEXT "
+        "NOT NULL, action TEXT NOT NULL, open INTEGER NOT NULL DEFAULT 1)"
+    )
+    if "open" not in {str(r[1]) for r in db.fetch("PRAGMA table_info(alerts)")}:
+        db.fetch("ALTER TABLE alerts ADD COLUMN open INTEGER NOT NULL DEFAULT 1")
+
+
+_ALERT_COLUMNS = (
+    "key, kind, severity, subject, model_version, window_start, window_end, count, evidence, "
+    "action, open"
+)
+
+
+def _alerts_as_events(db: Database) -> None:
+    db.fetch(
+        'CREATE TABLE alert_events ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
+        "recorded_at INTEGER NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL, "
+        "severity TEXT NOT NULL, subject TEXT NOT NULL, model_version TEXT NOT NULL, "
+        "window_start INTEGER NOT NULL, window_end INTEGER NOT NULL, count INTEGER NOT NULL, "
+        "evidence TEXT NOT NULL, action TEXT NOT NULL, open INTEGER NOT NULL)"
+    )
+    db.fetch('CREATE INDEX alert_events_key ON alert_events(key, "offset")')
+    for op in ("UPDATE", "DELETE"):
+        db.fetch(
+            f"CREATE TRIGGER alert_events_no_{op.lower()} BEFORE {op} ON alert_events "
+            "BEGIN SELECT RAISE(ABORT, 'alert_events rows are immutable: append a new "
+            "state instead'); END"
+        )
+    # In the old table's offset order, which is the order read() lists alerts of one window.
+    db.fetch(
+        f"INSERT INTO alert_events (recorded_at, {_ALERT_COLUMNS}) "
+        f'SELECT raised_at, {_ALERT_COLUMNS} FROM alerts ORDER BY "offset"'
+    )
+    db.fetch("DROP TABLE alerts")
