@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from modelminder.errors import ArtifactError
+from modelminder.errors import ArtifactError, TrainingError
 
 Array = npt.NDArray[Any]
 FloatArray = npt.NDArray[np.float64]
@@ -171,17 +171,41 @@ MEMBER_TYPES: dict[str, type[LightGBMMember] | type[SklearnMember] | type[MLPMem
 }
 
 
+MIN_CALIBRATION_POSITIVES = 5
+"""Fewest positives, and fewest negatives, :meth:`Calibrator.fit` accepts. The isotonic map
+has at most one step per positive: fitted on none, it maps every score to 0 (a model that
+served 0.0 for every event was made so). Training validates each fold on at least as many
+positives (``modelminder.training.splits.MIN_VALID_POSITIVES``), so a fold plan that passes
+its check has enough positives."""
+
+
 @dataclass
 class Calibrator:
-    """A monotone map from raw to calibrated scores (isotonic knots, linear in between)."""
+    """A monotone map from raw to calibrated scores (isotonic knots, linear in between).
+
+    Examples
+    --------
+    >>> raw = np.linspace(0.0, 1.0, 40); labels = (raw > 0.7).astype(int)
+    >>> cal = Calibrator.fit(raw, labels)
+    >>> cal(np.array([0.1, 0.9])).tolist()
+    [0.0, 1.0]
+    >>> Calibrator.fit(raw[:4], labels[:4])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    modelminder.errors.TrainingError: The calibrator cannot be fitted on 4 scores with 0 ...
+    """
 
     x: FloatArray
     y: FloatArray
 
     @classmethod
     def fit(cls, raw: FloatArray, labels: Array) -> Calibrator:
+        """Fit on out-of-sample ``raw`` scores and their 0/1 ``labels``; refuses (with a
+        :class:`~modelminder.errors.TrainingError`) non-finite scores, labels other than 0/1,
+        and fewer than :data:`MIN_CALIBRATION_POSITIVES` positives or negatives."""
         from sklearn.isotonic import IsotonicRegression
 
+        raw, labels = cls._checked(raw, labels)
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
         iso.fit(raw, labels)
         return cls(
@@ -190,6 +214,41 @@ class Calibrator:
 
     def __call__(self, raw: FloatArray) -> FloatArray:
         return np.asarray(np.interp(raw, self.x, self.y), np.float64)
+
+    @staticmethod
+    def _checked(raw: FloatArray, labels: Array) -> tuple[FloatArray, FloatArray]:
+        """The scores and labels as float arrays, or a TrainingError naming what is wrong."""
+        r = np.asarray(raw, np.float64)
+        v = np.asarray(labels, np.float64)
+        if r.ndim != 1 or v.shape != r.shape:
+            raise TrainingError(
+                f"The calibrator needs one label per score (1-D arrays of equal length). Got "
+                f"scores of shape {r.shape} and labels of shape {v.shape}."
+            )
+        bad = np.flatnonzero(~np.isfinite(r))
+        if bad.size:
+            raise TrainingError(
+                f"The calibrator needs finite scores. Got {r[bad[0]]} at position {bad[0]} "
+                f"({bad.size:,} in all); fit it on the out-of-fold scores of validated rows "
+                "only."
+            )
+        bad = np.flatnonzero((v != 0.0) & (v != 1.0))
+        if bad.size:
+            raise TrainingError(
+                f"The calibrator needs 0/1 labels. Got {v[bad[0]]} at position {bad[0]}."
+            )
+        positives = int(v.sum())
+        negatives = len(v) - positives
+        if min(positives, negatives) < MIN_CALIBRATION_POSITIVES:
+            raise TrainingError(
+                f"The calibrator cannot be fitted on {len(v):,} scores with {positives:,} "
+                f"positives and {negatives:,} negatives: it needs at least "
+                f"{MIN_CALIBRATION_POSITIVES} of each (MIN_CALIBRATION_POSITIVES in "
+                "modelminder.model.ensemble); with fewer its map is a guess, and with no positive "
+                "it scores every event 0. Validate on more rows: more history, fewer folds, or a "
+                "shorter maturity if labels really arrive sooner."
+            )
+        return r, v
 
 
 @dataclass

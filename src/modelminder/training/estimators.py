@@ -2,24 +2,159 @@
 MLP with dropout (extra ``[torch]``), or any scikit-learn classifier.
 
 Each knows its default parameters, its regularization search space (optuna) and how to fit one
-fold: train rows with weights, early stopping on the fold's validation rows where the model
-supports it. Class imbalance is handled by weights; calibration happens on the ensemble.
+fold from a :class:`FitData` (train rows with weights, validation rows for early stopping where
+the model supports it). Class imbalance is handled by weights; calibration happens on the
+ensemble.
+
+The contract every estimator keeps (``tests/training/test_estimator_contract.py`` runs each one
+through it): ``fit`` returns a member whose ``predict`` gives one finite probability per row,
+missing feature values (NaN) included; the same data, parameters and seed give the same scores;
+the member's bytes load back to identical scores; bad input is refused once, by
+:class:`FitData`, with a :class:`~modelminder.errors.TrainingError` that names it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from modelminder.errors import TrainingError
-from modelminder.model.ensemble import LightGBMMember, MLPMember, SklearnMember
+from modelminder.model.ensemble import LightGBMMember, Member, MLPMember, SklearnMember
 
 Array = npt.NDArray[Any]
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 THREADS = 2  # these machines have 2 cores; more threads thrash
+
+
+@dataclass(frozen=True)
+class FitData:
+    """The rows one model learns from, checked once when it is made.
+
+    Parameters
+    ----------
+    X
+        Training features, shape ``(rows, features)``; NaN means missing (every estimator
+        accepts it).
+    y
+        Training labels, 0 or 1, one per row of ``X``; both classes must be present.
+    weight
+        Row weights, one per row: finite, at least 0, with a positive total.
+    X_valid, y_valid
+        Validation rows (same features) for early stopping; zero rows is allowed.
+
+    Arrays are stored as float64 (features, weights) and int64 (labels). :meth:`of` fills in
+    equal weights and an empty validation set.
+
+    Examples
+    --------
+    >>> data = FitData.of([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    >>> data.weight.tolist(), data.X_valid.shape
+    ([1.0, 1.0, 1.0, 1.0], (0, 1))
+    >>> FitData.of([[0.0], [1.0]], [0, float("nan")])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    modelminder.errors.TrainingError: The training labels 'y' must be 0 or 1. Got nan at row 1...
+    """
+
+    X: FloatArray
+    y: IntArray
+    weight: FloatArray
+    X_valid: FloatArray
+    y_valid: IntArray
+
+    def __post_init__(self) -> None:
+        X = _matrix(self.X, "training features 'X'")
+        y = _labels(self.y, "training labels 'y'", len(X))
+        X_valid = _matrix(self.X_valid, "validation features 'X_valid'", allow_empty=True)
+        y_valid = _labels(self.y_valid, "validation labels 'y_valid'", len(X_valid))
+        weight = _weights(self.weight, len(X))
+        if X_valid.shape[1] != X.shape[1]:
+            raise TrainingError(
+                f"The validation features 'X_valid' must have the training features' "
+                f"{X.shape[1]} columns. Got {X_valid.shape[1]}."
+            )
+        positives = int(y.sum())
+        if positives in (0, len(y)):
+            only = "negative (0)" if positives == 0 else "positive (1)"
+            raise TrainingError(
+                f"Every one of the {len(y):,} training labels 'y' is {only}: a classifier "
+                "needs both classes. Train on a longer range or wait for more labels."
+            )
+        for name, value in (
+            ("X", X), ("y", y), ("weight", weight), ("X_valid", X_valid), ("y_valid", y_valid)
+        ):  # fmt: skip
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def of(
+        cls,
+        X: npt.ArrayLike,
+        y: npt.ArrayLike,
+        weight: npt.ArrayLike | None = None,
+        X_valid: npt.ArrayLike | None = None,
+        y_valid: npt.ArrayLike | None = None,
+    ) -> FitData:
+        """Equal weights and no validation rows unless given."""
+        X_ = _matrix(X, "training features 'X'")
+        w = np.ones(len(X_), np.float64) if weight is None else weight
+        Xv = np.zeros((0, X_.shape[1]), np.float64) if X_valid is None else X_valid
+        yv = np.zeros(0, np.int64) if y_valid is None else y_valid
+        return cls(X_, y, w, Xv, yv)  # type: ignore[arg-type]  # normalized in __post_init__
+
+
+def _matrix(value: object, what: str, *, allow_empty: bool = False) -> FloatArray:
+    try:
+        A = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"The {what} must be numbers. Got {exc}.") from None
+    if A.ndim != 2:
+        raise TrainingError(
+            f"The {what} must be a 2-D array (rows x features). Got shape {A.shape}."
+        )
+    if not allow_empty and (A.shape[0] == 0 or A.shape[1] == 0):
+        raise TrainingError(f"The {what} must have rows and features. Got shape {A.shape}.")
+    return A
+
+
+def _vector(value: object, what: str, rows: int) -> FloatArray:
+    """One number per row, or a TrainingError naming ``what``."""
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"The {what} must be numbers. Got {exc}.") from None
+    if v.ndim != 1 or len(v) != rows:
+        raise TrainingError(
+            f"The {what} must be 1-D with one value per row ({rows:,}). Got shape {v.shape}."
+        )
+    return v
+
+
+def _labels(value: object, what: str, rows: int) -> IntArray:
+    v = _vector(value, what, rows)
+    bad = np.flatnonzero((v != 0.0) & (v != 1.0))
+    if bad.size:
+        raise TrainingError(
+            f"The {what} must be 0 or 1. Got {v[bad[0]]} at row {bad[0]} ({bad.size:,} bad "
+            "values in all); drop the rows without a label or map them to 0/1 first."
+        )
+    return v.astype(np.int64)
+
+
+def _weights(value: object, rows: int) -> FloatArray:
+    w = _vector(value, "row weights 'weight'", rows)
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if bad.size:
+        raise TrainingError(
+            f"The row weights 'weight' must be finite and >= 0. Got {w[bad[0]]} at row {bad[0]}."
+        )
+    if not w.sum() > 0:
+        raise TrainingError("The row weights 'weight' must not all be 0.")
+    return w
 
 
 class Estimator(Protocol):
@@ -29,16 +164,9 @@ class Estimator(Protocol):
 
     def suggest(self, trial: Any) -> dict[str, Any]: ...
 
-    def fit(
-        self,
-        X: FloatArray,
-        y: Array,
-        w: FloatArray,
-        Xv: FloatArray,
-        yv: Array,
-        params: dict[str, Any],
-        seed: int,
-    ) -> Any: ...
+    def fit(self, data: FitData, params: dict[str, Any], *, seed: int) -> Member:
+        """One fitted member from ``data`` (checked already), ``params`` and ``seed``."""
+        ...
 
 
 def _pos_weight(y: Array, w: FloatArray, cap: float = 10.0) -> float:
@@ -78,18 +206,10 @@ class LightGBMEstimator:
             "early_stopping": True,
         }
 
-    def fit(
-        self,
-        X: FloatArray,
-        y: Array,
-        w: FloatArray,
-        Xv: FloatArray,
-        yv: Array,
-        params: dict[str, Any],
-        seed: int,
-    ) -> LightGBMMember:
+    def fit(self, data: FitData, params: dict[str, Any], *, seed: int) -> LightGBMMember:
         import lightgbm as lgb
 
+        X, y, w, Xv, yv = data.X, data.y, data.weight, data.X_valid, data.y_valid
         p = dict(params)
         rounds = int(p.pop("max_rounds", 400))
         stop = bool(p.pop("early_stopping", True))
@@ -147,16 +267,8 @@ class SklearnEstimator:
             est.set_params(random_state=seed)
         return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), est)
 
-    def fit(
-        self,
-        X: FloatArray,
-        y: Array,
-        w: FloatArray,
-        Xv: FloatArray,
-        yv: Array,
-        params: dict[str, Any],
-        seed: int,
-    ) -> SklearnMember:
+    def fit(self, data: FitData, params: dict[str, Any], *, seed: int) -> SklearnMember:
+        X, y, w = data.X, data.y, data.weight
         pipe = self._pipeline(params, seed)
         last = pipe.steps[-1][0]
         try:
@@ -205,16 +317,8 @@ class MLPEstimator:
             "epochs": 20,
         }
 
-    def fit(
-        self,
-        X: FloatArray,
-        y: Array,
-        w: FloatArray,
-        Xv: FloatArray,
-        yv: Array,
-        params: dict[str, Any],
-        seed: int,
-    ) -> MLPMember:
+    def fit(self, data: FitData, params: dict[str, Any], *, seed: int) -> MLPMember:
+        X, y, w, Xv, yv = data.X, data.y, data.weight, data.X_valid, data.y_valid
         try:
             import torch
         except ImportError as exc:  # pragma: no cover -- depends on the install

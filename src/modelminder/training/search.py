@@ -3,6 +3,11 @@
 Every trial fits one model per fold (trained on the fold's purged training rows, stopped early
 on its validation rows where supported) and scores the mean average precision on the
 validation rows. The holdout is never seen. The trial budget bounds the cost.
+
+A search whose every trial scored NaN (no validation fold could be scored) is refused with a
+:class:`~modelminder.errors.TrainingError`: its "best" parameters would be an arbitrary pick.
+The fold plan's own check (:func:`~modelminder.training.splits.sufficient_folds`) stops that
+case before the search starts; this is the last line.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from modelminder.errors import TrainingError
 from modelminder.metrics import average_precision
-from modelminder.training.estimators import Estimator
+from modelminder.training.estimators import Estimator, FitData
 from modelminder.training.report import fold_rows
 from modelminder.training.splits import FoldPlan
 
@@ -67,7 +73,8 @@ def fit_folds(
     folds = []
     for k, fold in enumerate(plan.folds):
         rows, w = sample_rows(fold.train, y, max_rows, rng)
-        member = est.fit(X[rows], y[rows], w, X[fold.valid], y[fold.valid], params, seed + k)
+        data = FitData(X[rows], y[rows], w, X[fold.valid], y[fold.valid])
+        member = est.fit(data, params, seed=seed + k)
         members.append(member)
         oof[fold.valid] = member.predict(X[fold.valid])
         if not train_scores:
@@ -119,16 +126,28 @@ def search(
     fixed = ("max_rounds", "early_stopping", "epochs")
     study.enqueue_trial({k: v for k, v in est.default_params().items() if k not in fixed})
     chosen: dict[int, dict[str, Any]] = {}
+    scored: list[float] = []  # as computed, NaN included (optuna is told 0.0 for a NaN)
 
     def objective(trial: Any) -> float:
         params = est.suggest(trial)
         chosen[trial.number] = params
         score = cv_score(est, X, y, plan, params, max_rows=max_rows, seed=seed)
+        scored.append(score)
         if progress is not None:
             progress(trial.number + 1, score)
         return score if not math.isnan(score) else 0.0
 
     study.optimize(objective, n_trials=trials)
+    if all(math.isnan(s) for s in scored):
+        counts = ", ".join(
+            f"{f.name}: {len(f.valid):,} rows, {int(y[f.valid].sum()):,} positives"
+            for f in plan.folds
+        )
+        raise TrainingError(
+            f"Every one of the {trials} search trials scored NaN: no validation fold could be "
+            f"scored (average precision needs positives and negatives; {counts}). Use more "
+            "history, fewer --folds, or a shorter --maturity if labels really arrive sooner."
+        )
     history = [
         {"number": t.number, "score": t.value, "params": chosen.get(t.number, {})}
         for t in study.trials

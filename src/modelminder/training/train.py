@@ -25,10 +25,17 @@ from modelminder.metrics import average_precision, scores
 from modelminder.model.ensemble import Calibrator, Ensemble
 from modelminder.training import report as rep
 from modelminder.training.dataset import TrainingSet
-from modelminder.training.estimators import Estimator, make_estimator
+from modelminder.training.estimators import Estimator, FitData, make_estimator
 from modelminder.training.gate import GateRules, Verdict, judge
 from modelminder.training.search import SearchResult, fit_folds, sample_rows, search
-from modelminder.training.splits import SCHEMES, FoldPlan, random_kfold, walk_forward
+from modelminder.training.splits import (
+    SCHEMES,
+    FoldPlan,
+    PlanSettings,
+    random_kfold,
+    sufficient_folds,
+    walk_forward,
+)
 
 FloatArray = npt.NDArray[np.float64]
 Array = npt.NDArray[Any]
@@ -115,7 +122,8 @@ def _learning_curve(
         if len(recent) < 50 or not 0 < int(y[recent].sum()) < len(recent):
             continue
         rows, w = sample_rows(recent, y, cfg.max_train_rows, rng)
-        m = est.fit(X[rows], y[rows], w, X[fold.valid], y[fold.valid], params, cfg.seed)
+        fit_data = FitData(X[rows], y[rows], w, X[fold.valid], y[fold.valid])
+        m = est.fit(fit_data, params, seed=cfg.seed)
         points.append(
             {
                 "share": share,
@@ -247,12 +255,15 @@ def train_model(
     X, y = data.X(), data.y()
     fold_plan = make_fold_plan(data, cfg)
     say("fold plan (" + fold_plan.scheme + "):\n  " + "\n  ".join(fold_plan.describe(data.ts())))
-    for fold in fold_plan.folds:
-        if len(fold.train) == 0 or not 0 < int(y[fold.train].sum()) < len(fold.train):
-            raise TrainingError(
-                f"{fold.name} has {'no' if len(fold.train) == 0 else 'a single class of'} "
-                "training rows after purging. Use fewer folds, a shorter embargo or more data."
-            )
+    # Refuses too little data with the numbers and the remedy; merges small validation blocks.
+    maturity = None if data.policy.unlabeled == "exclude" else data.policy.maturity
+    checked = sufficient_folds(
+        fold_plan, y, data.ts(), data.known_at(), cutoff=data.cutoff,
+        settings=PlanSettings(cfg.folds, cfg.holdout, cfg.embargo, maturity, cfg.scheme),
+    )  # fmt: skip
+    if checked is not fold_plan:
+        say("fold plan, merged:\n  " + "\n  ".join(checked.describe(data.ts())))
+    fold_plan = checked
     est = make_estimator(cfg.estimator)
     if cfg.params is not None:
         found = SearchResult({**est.default_params(), **cfg.params}, math.nan, [])
