@@ -17,6 +17,7 @@ from __future__ import annotations
 import tempfile
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 from _common import DAYS, EVENTS_PER_CARD, machine, parse
@@ -58,8 +59,11 @@ def main() -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # random k-fold's warning
                     result = train_model(data, TrainConfig(scheme=scheme, trials=0, baseline=False))
-                s = result.report["scores"]
-                rows.append((schedule, scheme, s["validation"], s["oot"], time.perf_counter() - t0))
+                s = result.report.scores
+                rows.append(
+                    (schedule, scheme, asdict(s.validation), asdict(s.oot),
+                     time.perf_counter() - t0)
+                )  # fmt: skip
     print()
     print(
         f"{'world':9} {'scheme':13} {'metric':17} {'validation':>10} {'out-of-time':>11} "

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from modelminder.cli_common import ProjectOpt, console, out, parse_time, progress_bar
 from modelminder.errors import MinderError
+
+if TYPE_CHECKING:
+    from modelminder.model.card import ScoreSet
 
 models_app = typer.Typer(help="List, inspect, promote and roll back model versions.")
 
@@ -21,32 +24,31 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def _scores_table(scores: dict[str, Any]) -> Table:
+def _scores_table(scores: ScoreSet) -> Table:
     table = Table(title="Scores (AUC / average precision / recall at 1% alert rate)")
     for col in ("", "AUC", "avg precision", "recall@1%", "rows", "positives"):
         table.add_column(col, justify="left" if not col else "right")
-    for name, label in (
-        ("train", "train (in-sample)"),
-        ("validation", "validation (purged folds)"),
-        ("oot", "out-of-time holdout"),
-        ("baseline_oot", "baseline on holdout"),
-    ):
-        s = scores.get(name)
-        if s:
-            table.add_row(
-                label,
-                _fmt(s["auc"]),
-                _fmt(s["average_precision"]),
-                _fmt(s["recall_at_alert_rate"]),
-                f"{int(s['rows']):,}",
-                f"{int(s['positives']):,}",
-            )
+    labels = {
+        "train": "train (in-sample)",
+        "validation": "validation (purged folds)",
+        "oot": "out-of-time holdout",
+        "baseline_oot": "baseline on holdout",
+    }
+    for name, s in scores.rows():
+        table.add_row(
+            labels[name],
+            _fmt(s.auc),
+            _fmt(s.average_precision),
+            _fmt(s.recall_at_alert_rate),
+            f"{int(s.rows):,}",
+            f"{int(s.positives):,}",
+        )
     return table
 
 
 def train(
     estimator: Annotated[
-        str, typer.Option(help="lightgbm (default), logistic, or mlp (needs [torch]).")
+        str, typer.Option(help="lightgbm (default), logistic, or mlp (needs the \\[torch] extra).")
     ] = "lightgbm",
     trials: Annotated[int, typer.Option(help="Search trials (0: default parameters).")] = 10,
     cutoff: Annotated[
@@ -79,8 +81,8 @@ def train(
     Prints the fold plan, the scores and the gate's verdict; exits 1 if the gate rejects.
     Example: minder train --trials 20 --cutoff 2026-03-01 --project myproj
     """
+    from modelminder.events.outcomes import LabelPolicy
     from modelminder.project import load_project
-    from modelminder.training.dataset import LabelPolicy
     from modelminder.training.report import to_html
     from modelminder.training.train import TrainConfig
     from modelminder.workflows import train_and_register
@@ -119,17 +121,17 @@ def train(
         )
         bar.update(stage, total=1, completed=1, description="done")
     result = trained.result
-    out.print(_scores_table(result.report["scores"]))
-    gap = result.report["gap"]
+    out.print(_scores_table(result.report.scores))
+    gap = result.report.gap
     out.print(
-        f"train-vs-validation AUC gap: {_fmt(gap['auc'])} (per fold: "
-        + ", ".join(_fmt(g) for g in gap["per_fold_auc"])
-        + f"; trend {gap['trend_per_fold']:+.3f}/fold)"
+        f"train-vs-validation AUC gap: {_fmt(gap.auc)} (per fold: "
+        + ", ".join(_fmt(g) for g in gap.per_fold_auc)
+        + f"; trend {gap.trend_per_fold:+.3f}/fold)"
     )
-    for f in result.report["findings"]:
-        out.print(f"[yellow]finding[/yellow] [{f['kind']}] {f['message']}")
+    for f in result.report.findings:
+        out.print(f"[yellow]finding[/yellow] [{f.kind}] {f.message}")
     if report_html is not None:
-        report_html.write_text(to_html(result.report, result.verdict.summary()))
+        report_html.write_text(to_html(result.report))
         out.print(f"report: {report_html}")
     record = trained.record
     if result.verdict.passed:
@@ -181,26 +183,26 @@ def show_model(
     Example: minder models show v3 --project myproj
     """
     from modelminder.registry import Registry
-    from modelminder.workflows import resolve
+    from modelminder.registry.changes import resolve
 
     with Registry.open(project) as reg:
         record = reg.get(resolve(reg, version))
     if as_json:
         out.print_json(record.to_json())
         return
-    meta = record.meta
-    out.print(f"{record.version}: {record.status}, {meta.get('estimator')}, by {record.created_by}")
-    data = meta.get("training", {})
+    card = record.card
+    out.print(f"{record.version}: {record.status}, {card.estimator}, by {record.created_by}")
+    data = card.training
     out.print(
-        f"data: offsets {data.get('from_offset')}..{data.get('to_offset')}, cut-off "
-        f"{data.get('cutoff')}, counts {data.get('counts')}"
+        f"data: offsets {data.from_offset}..{data.to_offset}, cut-off {data.cutoff}, "
+        f"counts {dict(data.counts)}"
     )
-    out.print(_scores_table(meta.get("metrics", {})))
-    for check in meta.get("report", {}).get("verdict", {}).get("checks", []):
-        mark = "[green]ok[/green]" if check["passed"] else "[red]FAIL[/red]"
-        out.print(f"  {mark} {check['message']}")
-    for f in meta.get("report", {}).get("findings", []):
-        out.print(f"  [yellow]finding[/yellow] [{f['kind']}] {f['message']}")
+    out.print(_scores_table(card.metrics))
+    for check in card.report.verdict.checks if card.report.verdict else ():
+        mark = "[green]ok[/green]" if check.passed else "[red]FAIL[/red]"
+        out.print(f"  {mark} {check.message}")
+    for f in card.report.findings:
+        out.print(f"  [yellow]finding[/yellow] [{f.kind}] {f.message}")
 
 
 @models_app.command("promote")
@@ -218,13 +220,16 @@ def promote(
     Example: minder models promote v3 --alias champion --project myproj
     """
     from modelminder.project import load_project
-    from modelminder.registry import Registry
+    from modelminder.registry import changes
     from modelminder.workflows import actor
 
     proj = load_project(project)
-    with proj.open_log() as log, Registry.open(proj.root, log) as reg:
-        reg.set_alias(alias, version, actor=actor(), reason=reason, override=override)
-    out.print(f"{alias} -> {version}")
+    with proj.open_log() as log:
+        loaded = changes.promote(
+            proj.root, log, version, alias=alias, fingerprint=proj.fingerprint(),
+            actor=actor(), reason=reason, override=override,
+        )  # fmt: skip
+    out.print(f"{alias} -> {loaded.version}")
 
 
 @models_app.command("rollback")
@@ -237,13 +242,15 @@ def rollback(
     Example: minder models rollback --reason "precision dropped" --project myproj
     """
     from modelminder.project import load_project
-    from modelminder.registry import Registry
+    from modelminder.registry import changes
     from modelminder.workflows import actor
 
     proj = load_project(project)
-    with proj.open_log() as log, Registry.open(proj.root, log) as reg:
-        version = reg.rollback(actor=actor(), reason=reason)
-    out.print(f"champion -> {version}")
+    with proj.open_log() as log:
+        loaded = changes.rollback(
+            proj.root, log, fingerprint=proj.fingerprint(), actor=actor(), reason=reason
+        )
+    out.print(f"champion -> {loaded.version}")
 
 
 def score(
@@ -255,7 +262,9 @@ def score(
 ) -> None:
     """Batch-score a time range of the log with any model version (for backtests).
 
-    Writes event_id, ts, score. Example: minder score --model v2 --from 2026-03-01 --out s.parquet
+    Writes event_id, ts, score.
+
+    Example: minder score --model v2 --from 2026-03-01 --out s.parquet
     """
     from modelminder.project import load_project
     from modelminder.workflows import score_range

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from modelminder.logreplay import compare_tables, replay_log, replay_log_online
 from modelminder.project import init_project, load_project
-from modelminder.registry import Registry
+from modelminder.registry import changes
 from modelminder.serving.stream import play
 from modelminder.sim.world import WorldConfig, simulate
 from modelminder.training.train import TrainConfig
@@ -113,9 +113,9 @@ def run_demo(
     t0 = time.perf_counter()
     trained = train_and_register(project, TrainConfig(trials=trials, folds=4))
     result = trained.result
-    sc = result.report["scores"]
+    sc = dict(result.report.scores.rows())
     console.print(f"5. Guarded training ({time.perf_counter() - t0:.0f}s): {trained.data_summary}.")
-    for line in result.report["fold_plan"]:
+    for line in result.report.fold_plan:
         console.print(f"   {line}")
     for name, label in (
         ("train", "train (in-sample)"),
@@ -123,17 +123,20 @@ def run_demo(
         ("oot", "out-of-time holdout"),
         ("baseline_oot", "logistic baseline, out of time"),
     ):
-        if sc.get(name):
+        if name in sc:
             console.print(
-                f"   {label:32} AUC {sc[name]['auc']:.3f}  average precision "
-                f"{sc[name]['average_precision']:.3f}  recall at 1% alerts "
-                f"{sc[name]['recall_at_alert_rate']:.3f}"
+                f"   {label:32} AUC {sc[name].auc:.3f}  average precision "
+                f"{sc[name].average_precision:.3f}  recall at 1% alerts "
+                f"{sc[name].recall_at_alert_rate:.3f}"
             )
     console.print(f"   gate: {result.verdict.summary()}")
     record = trained.record
     if result.verdict.passed:
-        with project.open_log() as log, Registry.open(project.root, log) as reg:
-            reg.set_alias("champion", record.version, actor="demo", reason="passed the gate")
+        with project.open_log() as log:
+            changes.promote(
+                project.root, log, record.version, fingerprint=project.fingerprint(),
+                actor="demo", reason="passed the gate",
+            )  # fmt: skip
         console.print(f"   registered {record.version} and promoted it to champion (audited).")
     else:
         console.print(f"   registered {record.version} as rejected; no champion.")

@@ -1,7 +1,9 @@
 """The one exception hierarchy of modelminder.
 
-Every error a user can cause derives from :class:`MinderError`. The CLI turns these into a
-message and a non-zero exit code; nothing else in the library catches them.
+Every error a user can cause derives from :class:`MinderError`. They are translated only at
+the edges: the CLI prints the message and exits with code 2; the HTTP API answers with a JSON
+error envelope and a status (422 invalid input, 409 a refused state change, 503 not ready).
+Inside the library they propagate unchanged.
 """
 
 from __future__ import annotations

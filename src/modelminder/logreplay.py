@@ -48,7 +48,26 @@ def replay_log(
     to_offset: int | None = None,
 ) -> pl.DataFrame:
     """Features of the events with time in ``[from_ts, to_ts)`` (and offset <= ``to_offset``),
-    in log order."""
+    in log order.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from modelminder.project import init_project, load_project
+    >>> root = tempfile.mkdtemp()
+    >>> _ = init_project(root, builtin=True)
+    >>> project = load_project(root)
+    >>> events = pl.DataFrame({
+    ...     "event_id": ["e1", "e2"], "ts": ["2026-01-01T10:00:00Z", "2026-01-01T10:30:00Z"],
+    ...     "card_id": ["c1", "c1"], "merchant_id": ["m1", "m2"], "amount": [20.0, 35.0],
+    ...     "country": ["FR", "FR"], "channel": ["pos", "online"],
+    ... })
+    >>> with project.open_log() as log:
+    ...     _ = log.append_events(events)
+    ...     table = replay_log(log, project.plan())
+    >>> table.select("event_id", "card_count_1h").rows()
+    [('e1', 0.0), ('e2', 1.0)]
+    """
     events, labels = _load(log, plan, from_ts, to_ts, to_offset)
     table = replay_frame(plan, events, labels if plan.label_groups else None)
     return table.filter(_in_range(events, from_ts))

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelminder.clock import Clock
 from modelminder.durations import parse_duration
 from modelminder.errors import ConfigError, MinderError, SchemaError
 from modelminder.events.log import EventLog
-from modelminder.events.schema import MAX_TEXT_CHARS, EventSchema
+from modelminder.events.schema import LABEL, MAX_TEXT_CHARS, EventSchema
 from modelminder.features.dsl import FeatureSet
 from modelminder.features.plan import Plan, compile_plan
 
@@ -39,6 +40,8 @@ channel = "str" }}
 ranges = {{ amount = [-1000000, 1000000] }}
 # Text fields longer than this are refused (event_id: 128 characters, label source: 64).
 max_chars = 256
+# The name of the label's value (0 or 1) in label files and the API, e.g. is_fraud, is_abuse.
+label = "is_fraud"
 
 [features]
 # A Python file defining FEATURES = FeatureSet(...); edit it to define your own features.
@@ -140,19 +143,37 @@ class Project:
     builtin: str | None
     serving: ServingConfig = ServingConfig()
 
-    def open_log(self) -> EventLog:
-        return EventLog.open(self.log_path, self.schema, durability=self.serving.durability)
+    def open_log(self, clock: Clock | None = None) -> EventLog:
+        """Open the project's log; ``clock`` (default: the wall clock) is the log's "now"."""
+        return EventLog.open(
+            self.log_path, self.schema, clock=clock, durability=self.serving.durability,
+            max_lead=(self.serving.max_event_lead_us, self.serving.max_event_lead),
+        )  # fmt: skip
 
     def feature_set(self) -> FeatureSet:
         if self.builtin is not None:
             from modelminder.features.cardfraud import card_fraud_features
 
-            return card_fraud_features()
-        assert self.features_module is not None
-        return _load_features(self.features_module)
+            fs = card_fraud_features()
+        else:
+            assert self.features_module is not None
+            fs = _load_features(self.features_module)
+        # One definition of the label: the feature set's label-aware features count the
+        # label the events declare.
+        if fs.label_value != self.schema.label:
+            raise ConfigError(
+                f"The feature set {fs.name!r} counts labels named {fs.label_value!r}, but "
+                f"[events].label is {self.schema.label!r}. Set FeatureSet(..., "
+                f"label_value={self.schema.label!r}) or change [events].label."
+            )
+        return fs
 
     def plan(self) -> Plan:
         return compile_plan(self.feature_set(), dict(self.schema.fields))
+
+    def fingerprint(self) -> str:
+        """The feature set's fingerprint: a model fits this project only if trained on it."""
+        return self.feature_set().fingerprint()
 
 
 def load_project(root: str | Path) -> Project:
@@ -186,7 +207,7 @@ def load_project(root: str | Path) -> Project:
             f"[events].ranges in {path} must be a table of field = [low, high], e.g. "
             "{ amount = [0, 1000000] }."
         )
-    unknown = set(events) - {"fields", "ranges", "max_chars"}
+    unknown = set(events) - {"fields", "ranges", "max_chars", "label"}
     serving = data.get("serving", {})
     if not isinstance(serving, dict):
         raise ConfigError(f"[serving] in {path} must be a table (a [serving] section).")
@@ -195,7 +216,8 @@ def load_project(root: str | Path) -> Project:
         keys = [f"[events].{k}" for k in unknown] + [f"[serving].{k}" for k in unknown_serving]
         raise ConfigError(
             f"{path} has unknown key(s) {', '.join(sorted(keys))}. [events] takes fields, "
-            f"ranges, max_chars; [serving] takes {', '.join(ServingConfig.__dataclass_fields__)}."
+            "ranges, max_chars, label; [serving] takes "
+            f"{', '.join(ServingConfig.__dataclass_fields__)}."
         )
     feats = data.get("features", {})
     module = feats.get("module")
@@ -213,7 +235,13 @@ def load_project(root: str | Path) -> Project:
         root=base,
         name=name,
         log_path=base / log,
-        schema=_schema(path, fields, ranges, events.get("max_chars", MAX_TEXT_CHARS)),
+        schema=_schema(
+            path,
+            fields,
+            ranges,
+            events.get("max_chars", MAX_TEXT_CHARS),
+            events.get("label", LABEL),
+        ),
         features_module=(base / module) if module is not None else None,
         builtin=builtin,
         serving=ServingConfig(**serving),
@@ -221,13 +249,14 @@ def load_project(root: str | Path) -> Project:
 
 
 def _schema(
-    path: Path, fields: dict[str, Any], ranges: dict[str, Any], max_chars: Any
+    path: Path, fields: dict[str, Any], ranges: dict[str, Any], max_chars: Any, label: Any
 ) -> EventSchema:
     try:
         return EventSchema(
             {str(k): str(v) for k, v in fields.items()},
             {str(k): tuple(v) if isinstance(v, list) else v for k, v in ranges.items()},
             max_chars,
+            label,
         )
     except SchemaError as exc:
         raise ConfigError(f"{path}: {exc}") from None

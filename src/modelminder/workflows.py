@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,16 +18,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from modelminder.clock import WallClock
-from modelminder.errors import RegistryError, TrainingError
+from modelminder.errors import ArtifactError, TrainingError
+from modelminder.events.outcomes import LabelPolicy, outcomes
 from modelminder.features.plan import Plan
 from modelminder.jsonable import jsonable
 from modelminder.logreplay import replay_log
 from modelminder.metrics import scores
+from modelminder.model.card import ModelCard
 from modelminder.model.ensemble import Ensemble
 from modelminder.project import Project
-from modelminder.registry import ALIASES, ModelRecord, Registry
-from modelminder.training.dataset import LabelPolicy, build_training_set
+from modelminder.registry import ModelRecord, Registry, changes
+from modelminder.training.dataset import build_training_set
 from modelminder.training.gate import GateRules
 from modelminder.training.train import TrainConfig, TrainResult, train_model
 
@@ -59,9 +61,9 @@ def train_and_register(
     """Build the training set, train under the guard, register the model (accepted or
     rejected, with the reasons)."""
     say = progress or (lambda _m: None)
-    now = WallClock().now_us()
     plan = project.plan()
     with project.open_log() as log:
+        now = log.clock.now_us()
         latest = log.max_event_ts()
         if latest is None:
             raise TrainingError("The log has no events yet. Ingest events (and labels) first.")
@@ -73,17 +75,16 @@ def train_and_register(
         result = train_model(
             data, config, rules, log=log, plan=plan, progress=say, on_trial=on_trial
         )
-        meta = {
-            "feature_set": plan.feature_set.name,
-            "fingerprint": plan.feature_set.fingerprint(),
-            "feature_names": plan.names,
-            "estimator": result.model.estimator,
-            "params": result.model.params,
-            "training": data.to_meta(),
-            "metrics": result.metrics,
-            "report": result.report,
-            "monitor_reference": result.reference,
-            "config": {
+        card = ModelCard(
+            plan.feature_set.name,
+            plan.feature_set.fingerprint(),
+            tuple(plan.names),
+            result.model.estimator,
+            result.model.params,
+            data.summary(),
+            result.report,
+            result.reference,
+            {
                 "trials": config.trials,
                 "folds": config.folds,
                 "holdout": config.holdout,
@@ -91,11 +92,11 @@ def train_and_register(
                 "scheme": config.scheme,
                 "seed": config.seed,
             },
-        }
+        )
         with Registry.open(project.root, log) as reg:
             record = reg.register(
                 result.model.to_files(),
-                jsonable(meta),
+                card.to_json(),
                 status="accepted" if result.verdict.passed else "rejected",
                 reasons=result.verdict.reasons,
                 created_by=actor(),
@@ -103,34 +104,13 @@ def train_and_register(
     return Trained(record, result, data.describe())
 
 
-def resolve(reg: Registry, ref: str) -> str:
-    """The version a reference names: an alias (``champion``...) or a version itself."""
-    if ref not in ALIASES:
-        return ref
-    version = reg.alias(ref)
-    if version is None:
-        raise RegistryError(
-            f"No model is {ref} yet. Promote one: minder models promote VERSION --alias {ref}"
-        )
-    return version
-
-
 def load_model(
     project: Project, ref: str, *, fingerprint: str | None = None
 ) -> tuple[ModelRecord, Ensemble]:
     """A registered model by version (``v3``) or alias (``champion``), checked against the
-    project's feature set (``fingerprint``, computed if not given), then checksum-verified."""
-    fingerprint = fingerprint or project.plan().feature_set.fingerprint()
-    with Registry.open(project.root) as reg:
-        version = resolve(reg, ref)
-        record = reg.get(version)
-        if record.meta.get("fingerprint") != fingerprint:
-            raise RegistryError(
-                f"Model {version} was trained on a different feature set (fingerprint "
-                f"{str(record.meta.get('fingerprint'))[:12]}, project has {fingerprint[:12]}). "
-                "Its features cannot be computed here; retrain it on the current feature set."
-            )
-        return record, Ensemble.from_files(reg.load_files(version))
+    project's feature set, then checksum-verified (see :func:`changes.load_model`)."""
+    loaded = changes.load_model(project.root, ref, fingerprint=fingerprint or project.fingerprint())
+    return loaded.record, loaded.model
 
 
 def score_range(
@@ -158,7 +138,7 @@ def _score(
         ts = log.read("events", from_ts=from_ts, to_ts=to_ts).select("event_id", "ts")
     if table.height == 0:
         raise TrainingError("No events in that time range. Check --from/--to against the log.")
-    X = np.ascontiguousarray(table.select(record.meta["feature_names"]).to_numpy(), np.float64)
+    X = np.ascontiguousarray(table.select(record.card.feature_names).to_numpy(), np.float64)
     out = table.select("event_id").with_columns(pl.Series("score", model.predict(X)))
     return ts.join(out, on="event_id", how="inner").select("event_id", "ts", "score")
 
@@ -171,24 +151,18 @@ def evaluate_range(
     plan = project.plan()
     record, model = load_model(project, ref, fingerprint=plan.feature_set.fingerprint())
     scored = _score(project, plan, record, model, from_ts, to_ts)
-    pol = record.meta.get("training", {}).get("label_policy", {})
-    policy = LabelPolicy(
-        pol.get("unlabeled", "negative_after_maturity"), pol.get("maturity", "30d")
-    )
+    policy = record.card.label_policy
     with project.open_log() as log:
-        latest = log.max_event_ts() or 0
-        labels = (
-            log.read("labels")
-            .sort("known_at")
-            .group_by("event_id")
-            .agg(pl.col(plan.feature_set.label_value).last().alias("value"))
+        labels = log.read("labels")
+        # "Now" in the log's terms: its latest event or label, never after the clock.
+        latest = max(
+            int(log.max_event_ts() or 0),
+            int(labels.get_column("known_at").max() or 0) if labels.height else 0,  # type: ignore[arg-type]
         )
-    joined = scored.join(labels, on="event_id", how="left")
-    mature = pl.col("ts") + policy.maturity_us <= latest
-    labelled = pl.col("value").is_not_null()
-    keep = labelled if policy.unlabeled == "exclude" else mature
-    joined = joined.with_columns(
-        label=(labelled & (pl.col("value") > 0.5)).cast(pl.Int8), _keep=keep
+        as_of = min(latest, log.clock.now_us())
+    known = outcomes(scored, labels, policy, as_of=as_of, value=plan.feature_set.label_value)
+    joined = scored.join(known, on="event_id", how="left").with_columns(
+        label=pl.col("outcome"), _keep=pl.col("usable")
     )
     usable = joined.filter(pl.col("_keep"))
     note = (
@@ -212,17 +186,24 @@ def evaluate_range(
 
 def record_summary(record: ModelRecord, aliases: dict[str, str]) -> dict[str, Any]:
     """A short description of a registered model (for listings)."""
-    metrics = record.meta.get("metrics", {})
-    oot = metrics.get("oot") or {}
+    try:
+        card = record.card
+        estimator, oot_auc, oot_ap = (
+            card.estimator,
+            card.metrics.oot.auc,
+            card.metrics.oot.average_precision,
+        )
+    except ArtifactError:  # not a model card this version reads
+        estimator, oot_auc, oot_ap = "?", math.nan, math.nan
     return {
         "version": record.version,
         "created": dt.datetime.fromtimestamp(record.created_at / 1e6, dt.UTC).strftime(
             "%Y-%m-%d %H:%M"
         ),
         "status": record.status,
-        "estimator": record.meta.get("estimator", "?"),
-        "oot_auc": oot.get("auc"),
-        "oot_ap": oot.get("average_precision"),
+        "estimator": estimator,
+        "oot_auc": None if math.isnan(oot_auc) else oot_auc,
+        "oot_ap": None if math.isnan(oot_ap) else oot_ap,
         "aliases": ",".join(a for a, v in sorted(aliases.items()) if v == record.version),
     }
 

@@ -39,9 +39,9 @@ def adaptive(tmp_path_factory: pytest.TempPathFactory) -> MonitorReport:
         tmp_path_factory.mktemp("adaptive") / "p", schedule="adaptive", cards=300, train_days=45
     )
     with Registry.open(project.root) as reg:
-        oot = reg.get(reg.alias("champion") or "").meta["metrics"]["oot"]
+        oot = reg.get(reg.alias("champion") or "").card.metrics.oot
     # A real model of the patterns it saw (not a constant scorer), for the test to mean much.
-    assert oot["auc"] > 0.8 and oot["positives"] >= 10, oot
+    assert oot.auc > 0.8 and oot.positives >= 10, oot
     return run_monitor(project)
 
 
@@ -187,11 +187,13 @@ def test_monitor_endpoints_serve_alerts_and_reports_to_reviewers(
 def test_served_vectors_that_do_not_fit_the_model_are_reported_not_averaged() -> None:
     import polars as pl
 
+    from modelminder.model.card import ModelCard
     from modelminder.monitoring.findings import schema_check
     from modelminder.registry.store import ModelRecord
 
     part = pl.DataFrame({"window_start": [0, 0, DAY], "features": [[1.0, 2.0], [1.0], [1.0, 2.0]]})
-    record = ModelRecord("v1", 0, "accepted", (), "x", {"feature_names": ["a", "b"]}, "t")
+    card = ModelCard.example(("a", "b")).to_json()
+    record = ModelRecord("v1", 0, "accepted", (), "x", card, "t")
     kept, alerts = schema_check(part, record, ["a", "b"], DAY)
     assert kept.height == 2
     assert [(a.subject, a.severity, a.evidence["widths"]) for a in alerts] == [

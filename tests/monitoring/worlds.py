@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from modelminder.events.outcomes import LabelPolicy
 from modelminder.events.predictions import Prediction, PredictionTopic, served_features
 from modelminder.logreplay import replay_log
 from modelminder.project import Project, init_project, load_project
 from modelminder.registry import Registry
 from modelminder.serving.service import DecisionPolicy
 from modelminder.sim.world import WorldConfig, simulate
-from modelminder.training.dataset import LabelPolicy
 from modelminder.training.train import TrainConfig
 from modelminder.workflows import load_model, train_and_register
 

@@ -40,16 +40,17 @@ def test_a_sound_model_passes_and_its_validation_estimate_holds(trained_world: F
         result = train_model(
             trained_world.data, TrainConfig(**FAST), log=log, plan=trained_world.plan()
         )
-    s = result.report["scores"]
+    s = result.report.scores
     assert result.verdict.passed, result.verdict.summary()
-    assert s["oot"]["auc"] > 0.9
+    assert s.oot.auc > 0.9
     # The purged walk-forward estimate is close to what happens out of time.
-    assert abs(s["validation"]["auc"] - s["oot"]["auc"]) < 0.03
-    assert s["oot"]["average_precision"] > s["baseline_oot"]["average_precision"]
-    assert result.report["time_travel"]["checked_events"] > 1000
-    assert result.report["time_travel"]["mismatched_features"] == []
-    assert result.report["duplicates"] == {"same_event_id": 0, "same_content": 0}
-    assert [f for f in result.report["findings"] if f["kind"] == "leakage"] == []
+    assert abs(s.validation.auc - s.oot.auc) < 0.03
+    assert s.baseline_oot is not None
+    assert s.oot.average_precision > s.baseline_oot.average_precision
+    assert result.report.details["time_travel"]["checked_events"] > 1000
+    assert result.report.details["time_travel"]["mismatched_features"] == []
+    assert result.report.details["duplicates"] == {"same_event_id": 0, "same_content": 0}
+    assert [f for f in result.report.findings if f.kind == "leakage"] == []
     # The shipped model is the calibrated ensemble of the fold models.
     assert len(result.model.members) == 3 and result.model.calibrator is not None
 
@@ -76,7 +77,7 @@ def test_an_overfitted_configuration_is_refused(trained_world: Fixture) -> None:
     assert "overfitting" in _failed(overfit)
     # The same data with the default regularized configuration is fine.
     sound = train_model(tiny, TrainConfig(trials=0, folds=3))
-    assert sound.report["gap"]["auc"] < overfit.report["gap"]["auc"] - 0.1
+    assert sound.report.gap.auc < overfit.report.gap.auc - 0.1
 
 
 def test_a_model_worse_than_the_baseline_is_refused(trained_world: Fixture) -> None:
@@ -98,7 +99,7 @@ def test_search_uses_its_budget_and_never_sees_the_holdout(trained_world: Fixtur
 def test_random_kfold_is_only_an_explicit_warned_option(trained_world: Fixture) -> None:
     with pytest.warns(UserWarning, match="Random k-fold ignores time"):
         result = train_model(trained_world.data, TrainConfig(scheme="random", **FAST))
-    assert result.report["scheme"] == "random"
+    assert result.report.scheme == "random"
 
 
 def test_the_mlp_with_dropout_is_guarded_and_saved_safely(trained_world: Fixture) -> None:
@@ -109,7 +110,7 @@ def test_the_mlp_with_dropout_is_guarded_and_saved_safely(trained_world: Fixture
     )
     result = train_model(trained_world.data, config)
     assert all(isinstance(m, MLPMember) for m in result.model.members)
-    assert result.report["scores"]["oot"]["auc"] > 0.8
+    assert result.report.scores.oot.auc > 0.8
     assert {c.name for c in result.verdict.checks} >= {"overfitting", "leakage", "out_of_time"}
     X = trained_world.data.X()[:500]
     again = Ensemble.from_files(result.model.to_files())
@@ -119,17 +120,17 @@ def test_the_mlp_with_dropout_is_guarded_and_saved_safely(trained_world: Fixture
 def test_probabilities_are_calibrated_out_of_time(trained_world: Fixture) -> None:
     result = train_model(trained_world.data, TrainConfig(**FAST))
     # Scores are probabilities: mean |observed fraud rate - mean score| over score deciles.
-    assert result.report["scores"]["oot"]["calibration_error"] < 0.01
+    assert result.report.scores.oot.calibration_error < 0.01
 
 
 def test_stacking_is_kept_only_if_it_helps_out_of_time(trained_world: Fixture) -> None:
     from modelminder.model.ensemble import Ensemble
 
     result = train_model(trained_world.data, TrainConfig(stack=True, **FAST))
-    info = result.report["stacking"]
+    info = result.report.details["stacking"]
     assert set(info) >= {"kept", "oot_ap_stacked", "oot_ap_bagged"}
     best = max(info["oot_ap_stacked"], info["oot_ap_bagged"])
-    assert result.report["scores"]["oot"]["average_precision"] == best
+    assert result.report.scores.oot.average_precision == best
     assert (result.model.stack is not None) == info["kept"]
     X = trained_world.data.X()[:300]
     again = Ensemble.from_files(result.model.to_files())

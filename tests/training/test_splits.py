@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelminder.training.dataset import LabelPolicy, build_training_set
+from modelminder.events.outcomes import LabelPolicy
+from modelminder.training.dataset import build_training_set
 from modelminder.training.splits import walk_forward
 
 from .conftest import Fixture

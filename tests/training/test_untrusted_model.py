@@ -4,6 +4,7 @@ score``, ``minder serve`` at start and an API promote -- and its payload never r
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import subprocess
@@ -23,6 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from modelminder.errors import ArtifactError
+from modelminder.model.card import ModelCard
 from modelminder.model.ensemble import Ensemble, SklearnMember
 from modelminder.project import Project, init_project, load_project
 from modelminder.registry import Registry
@@ -87,7 +89,9 @@ def hostile(tmp_path: Path) -> tuple[Project, Path]:
     with project.open_log() as log, Registry.open(root, log) as reg:
         reg.register(
             _hostile_files(marker, plan.names),
-            {"fingerprint": plan.feature_set.fingerprint(), "feature_names": plan.names},
+            dataclasses.replace(
+                ModelCard.example(plan.names), fingerprint=plan.feature_set.fingerprint()
+            ).to_json(),
             status="accepted",
             created_by="attacker",
         )

@@ -29,7 +29,7 @@ import polars as pl
 
 from modelminder.clock import Clock, WallClock
 from modelminder.errors import LogError, SchemaError
-from modelminder.events.schema import EventSchema, normalize, normalize_labels
+from modelminder.events.schema import EventSchema, normalize, normalize_labels, refuse_ahead
 from modelminder.store.migrations import migrate
 from modelminder.store.migrations.log import migrations as log_migrations
 from modelminder.store.sqlite import Database, RowInsert
@@ -75,11 +75,14 @@ def _check_topic(topic: str) -> None:
         raise LogError(f"Unknown topic {topic!r}. Topics: {', '.join(TOPICS)}.")
 
 
-_LABEL_INSERT = RowInsert(
-    "labels",
-    {"event_id": "str", "is_fraud": "float", "label_ts": "int", "known_at": "int", "source": "str"},
-    "ON CONFLICT(event_id, source) DO NOTHING",
-)
+def _label_insert(label: str) -> RowInsert:
+    return RowInsert(
+        "labels",
+        {"event_id": "str", label: "float", "label_ts": "int", "known_at": "int", "source": "str"},
+        "ON CONFLICT(event_id, source) DO NOTHING",
+    )
+
+
 # A checkpoint copies each page's latest version once, so a larger WAL (16 MB before an
 # automatic checkpoint, against SQLite's 4 MB) writes hot index pages less often: measured
 # -15% mean and -60% p99 on one-event transactions (the live path's).
@@ -120,6 +123,7 @@ class EventLog:
                 f"Got {durability!r}."
             )
         self.path = path
+        self.max_lead: tuple[int, str] = (3_600_000_000, "1h")
         self.schema = schema
         self.durability = durability
         # Stamps audit records that do not bring their own time.
@@ -141,17 +145,21 @@ class EventLog:
         *,
         clock: Clock | None = None,
         durability: str = "normal",
+        max_lead: tuple[int, str] = (3_600_000_000, "1h"),
     ) -> EventLog:
         """Open (creating if needed) the log at ``path`` for events with ``schema``.
 
         ``clock`` stamps audit records appended without an explicit time (default: the wall
         clock). ``durability``: ``"normal"`` (a commit survives the process's crash) or
-        ``"full"`` (also an OS crash or power cut: fsync per commit).
+        ``"full"`` (also an OS crash or power cut: fsync per commit). ``max_lead``
+        (microseconds, as written in the config): a label dated further ahead of the clock is
+        refused, whatever door it comes through (``[serving].max_event_lead``).
         """
         p = Path(path)
         if not p.parent.exists():
             raise LogError(f"Cannot create the log at {p}: folder {p.parent} does not exist.")
         log = cls(p, schema, clock, durability)
+        log.max_lead = max_lead
         try:
             log._migrate()
         except BaseException:
@@ -180,7 +188,21 @@ class EventLog:
 
     def _migrate(self) -> None:
         # The log's tables are created and upgraded in one place: store.migrations.log.
-        migrate(self._db, log_migrations(self.schema.fields), what="the event log")
+        label = self.schema.label
+        migrate(self._db, log_migrations(self.schema.fields, label), what="the event log")
+        columns = [row[1] for row in self._fetch("PRAGMA table_info(labels)")]
+        if label not in columns:
+            kept = [
+                c
+                for c in columns
+                if c not in ("offset", "event_id", "label_ts", "known_at", "source")
+            ]
+            raise LogError(
+                f"The log at {self.path} stores labels named {', '.join(map(repr, kept))}, but "
+                f"the configuration declares [events].label = {label!r}. Use the original "
+                "name, or start a new log file."
+            )
+        self._label_insert = _label_insert(label)
         fields = dict(self.schema.fields)
         stored = self._fetch("SELECT value FROM log_meta WHERE key='event_fields'")[0][0]
         if json.loads(stored) != fields:
@@ -210,22 +232,39 @@ class EventLog:
         with self._tx():
             return [self._event_insert.run(self._db, row) == 1 for row in rows]
 
+    def refuse_future_labels(self, rows: pl.DataFrame | Sequence[Mapping[str, Any]]) -> None:
+        """Raise SchemaError if a label is dated after the log's clock by more than
+        ``max_lead``: the log's own invariant, checked on every append whatever the door
+        (``minder ingest``, the API, Python); callers may ask early, before other work."""
+        batch = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(
+            {"event_id": [str(r["event_id"]) for r in rows],
+             "label_ts": [int(r["label_ts"]) for r in rows]},
+            schema={"event_id": pl.String, "label_ts": pl.Int64},
+        )  # fmt: skip
+        lead_us, lead_text = self.max_lead
+        refuse_ahead(
+            batch, "label_ts", "Label", now=self.clock.now_us(), lead_us=lead_us,
+            lead_text=lead_text, setting="[serving].max_event_lead",
+        )  # fmt: skip
+
     def append_label_rows(
         self, rows: Sequence[Mapping[str, Any]], *, received_at_us: int
     ) -> list[bool]:
         """Append a few labels arriving live (already normalized: ``label_ts`` in UTC
         microseconds), known from ``max(label_ts, received_at_us)``; for each, whether it was
         new (False: already logged for the same event and source)."""
+        self.refuse_future_labels(rows)
+        label = self.schema.label
         inserted = []
         with self._tx():
             for r in rows:
                 label_ts = int(r["label_ts"])
                 row = {
-                    "event_id": r["event_id"], "is_fraud": float(r["is_fraud"]),
+                    "event_id": r["event_id"], label: float(r[label]),
                     "label_ts": label_ts, "known_at": max(label_ts, int(received_at_us)),
                     "source": r["source"],
                 }  # fmt: skip
-                inserted.append(_LABEL_INSERT.run(self._db, row) == 1)
+                inserted.append(self._label_insert.run(self._db, row) == 1)
         return inserted
 
     def append_labels(
@@ -238,13 +277,15 @@ class EventLog:
         """Append labels. ``received_at_us=None`` is a backfill (``known_at = label_ts``);
         a live arrival passes the clock's time and gets ``known_at = max(label_ts, received)``.
         """
-        batch = normalize_labels(frame)
+        label = self.schema.label
+        batch = normalize_labels(frame, label)
+        self.refuse_future_labels(batch)
         known = pl.col("label_ts")
         if received_at_us is not None:
             known = pl.max_horizontal(pl.col("label_ts"), pl.lit(received_at_us, pl.Int64))
-        batch = batch.select("event_id", "is_fraud", "label_ts", known.alias("known_at"), "source")
+        batch = batch.select("event_id", label, "label_ts", known.alias("known_at"), "source")
         sql = (
-            "INSERT INTO labels (event_id, is_fraud, label_ts, known_at, source) "
+            f"INSERT INTO labels (event_id, {_ident(label)}, label_ts, known_at, source) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT(event_id, source) DO NOTHING"
         )
         return self._insert("labels", batch, sql, progress)
@@ -399,7 +440,7 @@ class EventLog:
             schema: dict[str, Any] = {
                 "offset": pl.Int64,
                 "event_id": pl.String,
-                "is_fraud": pl.Float64,
+                self.schema.label: pl.Float64,
                 "label_ts": pl.Int64,
                 "known_at": pl.Int64,
                 "source": pl.String,
@@ -429,10 +470,10 @@ class EventLog:
         return int(self._fetch(f"SELECT COUNT(*) FROM {topic}")[0][0])
 
     def labels_without_events(self) -> list[tuple[str, str, float, int]]:
-        """``(event_id, source, is_fraud, known_at)`` of the labels whose event is not logged
+        """``(event_id, source, value, known_at)`` of the labels whose event is not logged
         yet and that have not expired (:meth:`expire_labels`), oldest known first."""
         rows = self._fetch(
-            "SELECT l.event_id, l.source, l.is_fraud, l.known_at FROM labels l "
+            f"SELECT l.event_id, l.source, l.{_ident(self.schema.label)}, l.known_at FROM labels l "
             "LEFT JOIN events e ON e.event_id = l.event_id "
             "LEFT JOIN label_expiry x ON x.event_id = l.event_id AND x.source = l.source "
             'WHERE e.event_id IS NULL AND x.event_id IS NULL ORDER BY l.known_at, l."offset"'

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,8 @@ class EventSchema:
     fields: Mapping[str, str]
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     max_chars: int = MAX_TEXT_CHARS
+    # The name of the labels' value column ([events].label): what a label says, 0 or 1.
+    label: str = "is_fraud"
 
     @property
     def rules(self) -> FieldRules:
@@ -84,6 +87,16 @@ class EventSchema:
 
     def __post_init__(self) -> None:
         self._check_ranges()
+        if (
+            not isinstance(self.label, str)
+            or not _LABEL_NAME.match(self.label)
+            or (self.label in _LABEL_RESERVED)
+        ):
+            raise SchemaError(
+                f"The label's name ([events].label) must be an identifier like 'is_fraud' "
+                f"(letters, digits, underscores; not one of {', '.join(sorted(_LABEL_RESERVED))})."
+                f" Got {self.label!r}."
+            )
         if (
             isinstance(self.max_chars, bool)
             or not isinstance(self.max_chars, int)
@@ -128,24 +141,32 @@ class EventSchema:
                 )
 
 
-LABEL_FIELDS = {"event_id": "str", "is_fraud": "float", "label_ts": "ts", "source": "str"}
-_LABEL_VALUES = {"is_fraud": "float", "source": "str"}
+LABEL = "is_fraud"  # the default name of the label's value column ([events].label)
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_LABEL_RESERVED = frozenset({"event_id", "label_ts", "known_at", "source", "offset"})
 
 
-def normalize_labels(frame: pl.DataFrame) -> pl.DataFrame:
-    """:func:`normalize` for the labels topic, plus its own rules: ``is_fraud`` is 0 or 1,
-    and one batch never gives two different labels for the same ``(event_id, source)``."""
-    batch = normalize(frame, _LABEL_VALUES, ("label_ts",), LABEL_RULES)
-    bad = batch.with_row_index("row").filter(~pl.col("is_fraud").is_in([0.0, 1.0])).head(1)
+def label_fields(label: str = LABEL) -> dict[str, str]:
+    """The fields of a label (``label`` is the value's name, see :class:`EventSchema`)."""
+    return {"event_id": "str", label: "float", "label_ts": "ts", "source": "str"}
+
+
+def normalize_labels(frame: pl.DataFrame, label: str = LABEL) -> pl.DataFrame:
+    """:func:`normalize` for the labels topic, plus its own rules: the value (``label``) is 0
+    or 1, and one batch never gives two different labels for the same ``(event_id, source)``."""
+    batch = normalize(frame, {label: "float", "source": "str"}, ("label_ts",), LABEL_RULES)
+    bad = batch.with_row_index("row").filter(~pl.col(label).is_in([0.0, 1.0])).head(1)
     # Rows of keys with more than one distinct label: checked row by row below (few).
     clash = batch.with_row_index("row").filter(
-        pl.struct("is_fraud", "label_ts").n_unique().over("event_id", "source") > 1
+        pl.struct(label, "label_ts").n_unique().over("event_id", "source") > 1
     )
-    _check_labels(bad.rows(named=True) + clash.rows(named=True), rows_have_index=True)
+    _check_labels(bad.rows(named=True) + clash.rows(named=True), label, rows_have_index=True)
     return batch
 
 
-def validate_label_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def validate_label_rows(
+    rows: Sequence[Mapping[str, Any]], label: str = LABEL
+) -> list[dict[str, Any]]:
     """:func:`normalize_labels` for a few rows given as dicts (the live path).
 
     Examples
@@ -153,33 +174,40 @@ def validate_label_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     >>> validate_label_rows([{"event_id": "e1", "is_fraud": 1, "label_ts": "2026-01-01",
     ...                       "source": "chargeback"}])
     [{'event_id': 'e1', 'label_ts': 1767225600000000, 'is_fraud': 1.0, 'source': 'chargeback'}]
+    >>> validate_label_rows([{"event_id": "e1", "is_abuse": 0.5, "label_ts": "2026-01-01",
+    ...                       "source": "review"}], "is_abuse")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    modelminder.errors.SchemaError: ...field 'is_abuse' must be 0 or 1; got 0.5
     """
-    out = validate_rows(rows, _LABEL_VALUES, ("label_ts",), LABEL_RULES)
-    _check_labels(out)
+    out = validate_rows(rows, {label: "float", "source": "str"}, ("label_ts",), LABEL_RULES)
+    _check_labels(out, label)
     return out
 
 
-def _check_labels(rows: Sequence[Mapping[str, Any]], *, rows_have_index: bool = False) -> None:
+def _check_labels(
+    rows: Sequence[Mapping[str, Any]], label: str, *, rows_have_index: bool = False
+) -> None:
     """Refuse labels that are not 0/1, and different labels for one (event_id, source).
     Row numbers are positions in ``rows``, or their ``row`` key (``rows_have_index``)."""
     problems: list[str] = []
     first: dict[tuple[str, str], int] = {}
     for k, r in enumerate(rows):
         i = int(r["row"]) if rows_have_index else k
-        if r["is_fraud"] not in (0.0, 1.0):
+        if r[label] not in (0.0, 1.0):
             problems.append(
-                f"row {i} (event_id {r['event_id']!r}): field 'is_fraud' must be 0 or 1; "
-                f"got {r['is_fraud']!r}"
+                f"row {i} (event_id {r['event_id']!r}): field {label!r} must be 0 or 1; "
+                f"got {r[label]!r}"
             )
         key = (r["event_id"], r["source"])
         j = first.setdefault(key, k)
         a = rows[j]
-        if j != k and (a["is_fraud"], a["label_ts"]) != (r["is_fraud"], r["label_ts"]):
+        if j != k and (a[label], a["label_ts"]) != (r[label], r["label_ts"]):
             row_j = int(a["row"]) if rows_have_index else j
             problems.append(
                 f"rows {row_j} and {i} give different labels for event_id {key[0]!r} from "
-                f"source {key[1]!r} ({a['is_fraud']:g} at {a['label_ts']} vs "
-                f"{r['is_fraud']:g} at {r['label_ts']}); send one label per event and source"
+                f"source {key[1]!r} ({a[label]:g} at {a['label_ts']} vs "
+                f"{r[label]:g} at {r['label_ts']}); send one label per event and source"
             )
     _reject(problems)
 
@@ -469,3 +497,35 @@ def _row_value(name: str, value: Any, kind: str) -> tuple[Any, str | None]:
     if kind == "bool" and not isinstance(value, bool):
         return value, f"field '{name}' must be bool; got {value!r}"
     return value, None
+
+
+def refuse_ahead(
+    frame: pl.DataFrame,
+    name: str,
+    what: str,
+    *,
+    now: int,
+    lead_us: int,
+    lead_text: str,
+    setting: str,
+) -> None:
+    """Refuse a batch in which a time ``name`` is more than ``lead_us`` ahead of ``now``: a
+    label or event "from the future" is a clock or data error at the source, and folded in it
+    would count before it happened. ``setting`` names the config key that sets the bound.
+
+    Examples
+    --------
+    >>> batch = pl.DataFrame({"event_id": ["a", "b"], "label_ts": [10, 5_000_000]})
+    >>> refuse_ahead(batch, "label_ts", "Label", now=0, lead_us=1_000, lead_text="1ms",
+    ...              setting="[serving].max_event_lead")
+    Traceback (most recent call last):
+    ...
+    modelminder.errors.SchemaError: Label of event 'b': field 'label_ts' is more than 1ms ahead ...
+    """
+    ahead = frame.filter(pl.col(name) > now + lead_us)
+    if ahead.height:
+        raise SchemaError(
+            f"{what} of event {ahead.get_column('event_id')[0]!r}: field {name!r} is more than "
+            f"{lead_text} ahead of the server's clock ({ahead.height} such row(s) in the batch; "
+            f"{setting}). Check the source's clock. Nothing was written."
+        )

@@ -31,14 +31,13 @@ MIN_COVERAGE = 0.95  # share of a window's outcomes known before its performance
 
 def reference_of(record: ModelRecord, notes: list[str]) -> Reference | None:
     """The drift reference stored with the model at training (parsed once per run)."""
-    stored = record.meta.get("monitor_reference")
-    if not stored:
+    ref = record.card.reference
+    if ref is None:
         notes.append(
             f"Model {record.version} has no drift reference (trained before drift monitoring); "
             "retrain it to monitor drift."
         )
-        return None
-    return Reference.from_dict(stored)
+    return ref
 
 
 def drift(
@@ -161,7 +160,7 @@ def schema_check(
 ) -> tuple[pl.DataFrame, list[Alert]]:
     """Served vectors that do not fit the model's features (a schema change between what was
     served and what the model expects) are reported and left out of the statistics."""
-    names = list(record.meta.get("feature_names", []))
+    names = list(record.card.feature_names)
     out: list[Alert] = []
     if names != plan_names:
         start = int(part.get_column("window_start").min())  # type: ignore[arg-type]
@@ -280,11 +279,11 @@ def _performance_alerts(
 ) -> list[Alert]:
     """Measured AUC below the model's out-of-time score by ``perf_drop``, on pools of
     consecutive mature windows holding at least ``min_positives`` known positives."""
-    oot = record.meta.get("metrics", {}).get("oot") or {}
-    ref_auc = oot.get("auc")
-    if ref_auc is None or not math.isfinite(ref_auc):
+    oot = record.card.metrics.oot
+    ref_auc = oot.auc
+    if not math.isfinite(ref_auc):
         return []
-    ref_pos, ref_rows = int(oot.get("positives", 0)), int(oot.get("rows", 0))
+    ref_pos, ref_rows = int(oot.positives), int(oot.rows)
     out: list[Alert] = []
     size = cfg.window_us
     # Only windows whose outcomes are (nearly) all known: in a younger window the known ones

@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from modelminder.clock import WallClock
-from modelminder.durations import parse_duration
 from modelminder.errors import MonitorError
 from modelminder.events.log import EventLog
+from modelminder.events.outcomes import outcomes
 from modelminder.events.predictions import PredictionTopic
 from modelminder.jsonable import jsonable
 from modelminder.monitoring import findings
@@ -90,7 +89,26 @@ def run_monitor(
 ) -> MonitorReport:
     """Run every monitor over the configured range; record the alerts in the log and deliver
     the new ones to ``sinks``. ``record_alerts=False`` is a read-only run: nothing is written
-    or sent."""
+    or sent.
+
+    Examples
+    --------
+    Monitors read what was served (the prediction log); a project that served nothing yet
+    gets a clear refusal rather than an empty report:
+
+    >>> import tempfile
+    >>> from modelminder.project import init_project, load_project
+    >>> root = tempfile.mkdtemp()
+    >>> _ = init_project(root, builtin=True)
+    >>> run_monitor(load_project(root), MonitorConfig(window="day"), record_alerts=False)
+    Traceback (most recent call last):
+    ...
+    modelminder.errors.MonitorError: Nothing was served in that range: ...
+
+    On a served project, ``report.alerts`` holds the folded alerts, ``report.windows`` the
+    per-window performance, and ``report.to_dict()`` everything as JSON (see
+    ``tests/monitoring/test_monitor.py`` for worlds that drift).
+    """
     cfg = config or MonitorConfig()
     cfg.check()
     say = progress or (lambda _msg: None)
@@ -129,7 +147,6 @@ def run_monitor(
                 f"That range holds {windows_n:,} windows of {cfg.window!r}; at most "
                 f"{MAX_WINDOWS:,} per run. Use a longer --window or a shorter --from/--to."
             )
-        labels = _known_labels(all_labels, as_of)
         served = served.with_columns(window=pl.col("ts") // size).with_columns(
             window_start=pl.col("window") * size
         )
@@ -147,12 +164,12 @@ def run_monitor(
             alerts += schema_alerts
             if part.height == 0:
                 continue
-            outcome = _outcomes(part, labels, record, as_of)
+            outcome = _outcomes(part, all_labels, record, as_of, plan.feature_set.label_value)
             whole = part.filter(complete)
             ref = findings.reference_of(record, notes) if whole.height else None
             if ref is not None:
                 X = _matrix(whole)  # the served vectors, decoded once for drift and quality
-                names = list(record.meta["feature_names"])
+                names = list(record.card.feature_names)
                 report = findings.drift(whole, X, ref, names, cfg, cats)
                 drift[version] = report
                 alerts += findings.drift_alerts(report, version, size)
@@ -232,17 +249,7 @@ def _latest(log: EventLog, labels: pl.DataFrame) -> int:
         int(log.max_event_ts() or 0),
         int(labels.get_column("known_at").max() or 0) if labels.height else 0,  # type: ignore[arg-type]
     )
-    return min(latest + 1, WallClock().now_us())
-
-
-def _known_labels(labels: pl.DataFrame, as_of: int) -> pl.DataFrame:
-    """Per event: the latest label known by ``as_of`` and when the first one became known."""
-    labels = labels.filter(pl.col("known_at") < as_of)
-    return (
-        labels.sort("known_at")
-        .group_by("event_id")
-        .agg(label=pl.col("is_fraud").last(), label_known_at=pl.col("known_at").first())
-    )
+    return min(latest + 1, log.clock.now_us())
 
 
 def _records(project: Project, versions: Sequence[str]) -> dict[str, ModelRecord]:
@@ -251,27 +258,12 @@ def _records(project: Project, versions: Sequence[str]) -> dict[str, ModelRecord
 
 
 def _outcomes(
-    part: pl.DataFrame, labels: pl.DataFrame, record: ModelRecord, as_of: int
+    part: pl.DataFrame, labels: pl.DataFrame, record: ModelRecord, as_of: int, value: str
 ) -> pl.DataFrame:
-    """``event_id, outcome (1/0/null), outcome_known_at`` under the model's label policy."""
-    policy = record.meta.get("training", {}).get("label_policy", {})
-    maturity = parse_duration(policy.get("maturity", "30d"), what="label policy 'maturity'")
-    matured = policy.get("unlabeled", "negative_after_maturity") == "negative_after_maturity"
-    joined = part.select("event_id", "ts").join(labels, on="event_id", how="left")
-    mature = pl.lit(matured) & (pl.col("ts") + maturity <= as_of)
-    return joined.select(
-        "event_id",
-        outcome=pl.when(pl.col("label").is_not_null())
-        .then((pl.col("label") > 0.5).cast(pl.Float64))
-        .when(mature)
-        .then(pl.lit(0.0))
-        .otherwise(None),
-        outcome_known_at=pl.when(pl.col("label").is_not_null())
-        .then(pl.col("label_known_at"))
-        .when(mature)
-        .then(pl.col("ts") + maturity)
-        .otherwise(None),
-    )
+    """``event_id, outcome (1.0/0.0/null), outcome_known_at`` under the model's label policy
+    (the one rule: :func:`modelminder.events.outcomes.outcomes`)."""
+    out = outcomes(part, labels, record.card.label_policy, as_of=as_of, value=value)
+    return out.select("event_id", pl.col("outcome").cast(pl.Float64), "outcome_known_at")
 
 
 def _mark_open(alerts: list[Alert], complete: pl.DataFrame, size: int, as_of: int) -> list[Alert]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import json
 import shutil
 import uuid
@@ -38,6 +39,7 @@ from typing import Any
 from modelminder.clock import Clock, WallClock
 from modelminder.errors import RegistryError
 from modelminder.events.log import EventLog
+from modelminder.model.card import ModelCard
 from modelminder.registry.artifacts import read_artifact, write_artifact
 from modelminder.store.migrations import migrate
 from modelminder.store.migrations.registry import MIGRATIONS
@@ -64,6 +66,12 @@ class ModelRecord:
     checksum: str
     meta: dict[str, Any] = field(hash=False)
     created_by: str
+
+    @functools.cached_property
+    def card(self) -> ModelCard:
+        """The model card registered with this version (parsed from :attr:`meta` once).
+        Raises ArtifactError if the meta is not a card this modelminder can read."""
+        return ModelCard.from_json(self.meta)
 
     def to_json(self) -> str:
         """The record as a JSON object (keys sorted).

@@ -13,9 +13,10 @@ time, and the request models are built per app.)
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import (
@@ -36,7 +37,8 @@ from modelminder.errors import (
     SchemaError,
 )
 from modelminder.events.schema import MAX_ID_CHARS, MAX_SOURCE_CHARS, EventSchema
-from modelminder.serving.auth import Authenticator, requires
+from modelminder.registry import Registry
+from modelminder.serving.auth import Authenticator, caller, requires
 from modelminder.serving.batching import MicroBatcher
 from modelminder.serving.envelope import error_response, responses
 from modelminder.serving.monitor_routes import add_monitor_routes
@@ -51,7 +53,6 @@ from modelminder.serving.schemas import (
 )
 from modelminder.serving.service import NoChampionError, Service, ShuttingDown
 from modelminder.serving.waiting import LabelsWaitingFull
-from modelminder.workflows import actor
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 2_000_000
@@ -64,19 +65,30 @@ _TIME = "ISO-8601 time, e.g. 2026-03-01T12:00:00Z (no zone = UTC; a date alone i
 _DATE_TIME: dict[str, Any] = {"format": "date-time"}  # documented; other ISO-8601 forms pass
 
 
-class LabelIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    event_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    is_fraud: float = Field(
-        # 0 or 1 is checked once, by the library (events.schema.validate_label_rows)
-        description="1 = fraud, 0 = legitimate (numbers only)",
-        json_schema_extra={"enum": [0, 1]},
-    )
-    label_ts: str = Field(
-        description="When the label became true. " + _TIME, max_length=64,
-        json_schema_extra=_DATE_TIME,
-    )  # fmt: skip
-    source: str = Field(default="api", min_length=1, max_length=MAX_SOURCE_CHARS)
+def _label_model(label: str) -> type[BaseModel]:
+    """A strict request model for one label, its value named as the project declares
+    ([events].label, ``is_fraud`` by default)."""
+    spec: dict[str, Any] = {
+        "event_id": (str, Field(min_length=1, max_length=MAX_ID_CHARS)),
+        label: (
+            float,
+            Field(
+                # 0 or 1 is checked once, by the library (events.schema.validate_label_rows)
+                description="1 = positive (e.g. fraud), 0 = negative (numbers only)",
+                json_schema_extra={"enum": [0, 1]},
+            ),
+        ),
+        "label_ts": (
+            str,
+            Field(
+                description="When the label became true. " + _TIME,
+                max_length=64,
+                json_schema_extra=_DATE_TIME,
+            ),
+        ),
+        "source": (str, Field(default="api", min_length=1, max_length=MAX_SOURCE_CHARS)),
+    }
+    return create_model("LabelIn", __config__=ConfigDict(extra="forbid", strict=True), **spec)
 
 
 def _event_model(schema: EventSchema) -> type[BaseModel]:
@@ -111,6 +123,7 @@ def _event_model(schema: EventSchema) -> type[BaseModel]:
 def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
     """The API over ``service``."""
     Event = _event_model(service.log.schema)
+    LabelIn = _label_model(service.log.schema.label)
 
     class Batch(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -118,7 +131,7 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
 
     class Labels(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        labels: list[LabelIn] = Field(min_length=1, max_length=MAX_BATCH)
+        labels: list[LabelIn] = Field(min_length=1, max_length=MAX_BATCH)  # type: ignore[valid-type]
 
     app = FastAPI(
         title="modelminder",
@@ -204,19 +217,20 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
     @app.post("/v1/events", tags=["ingest"], responses=responses(*_BODY, 503))
     async def events(body: Batch, _: str = Depends(requires("service"))) -> IngestResult:
         """Append events without scoring (they still update the live feature state)."""
-        return IngestResult(**service.ingest(_dumps(body.events)))
+        return IngestResult(**await run_in_threadpool(service.ingest, _dumps(body.events)))
 
     @app.post("/v1/labels", tags=["ingest"], responses=responses(*_BODY, 409, 503))
     async def labels(body: Labels, _: str = Depends(requires("service"))) -> LabelsResult:
         """Ground truth arriving live: known from the later of label_ts and now."""
-        return LabelsResult(**service.add_labels([x.model_dump() for x in body.labels]))
+        rows = [x.model_dump() for x in cast(list[BaseModel], body.labels)]
+        return LabelsResult(**await run_in_threadpool(service.add_labels, rows))
 
     @app.get("/v1/predictions/{event_id}", tags=["scoring"], responses=responses(401, 403, 404))
     async def prediction(
         event_id: str, _: str = Depends(requires("service", "reviewer"))
     ) -> PredictionRecord:
         """What was served for an event (champion and shadow), with the features."""
-        found = service.predictions.for_event(event_id)
+        found = await run_in_threadpool(service.predictions.for_event, event_id)
         if not found:
             raise HTTPException(404, f"No prediction for event {event_id!r}.")
         return PredictionRecord.model_validate(
@@ -227,11 +241,14 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
             }
         )
 
+    # Registry reads, model loading and SQLite writes block: these routes run them in the
+    # thread pool, so predictions in flight keep their latency while a model is promoted.
     @app.get("/v1/models", tags=["models"], responses=responses(401, 403))
     async def models(_: str = Depends(requires("service", "reviewer"))) -> ModelsOut:
         """Registered versions, their status and the aliases."""
-        from modelminder.registry import Registry
+        return await run_in_threadpool(_models)
 
+    def _models() -> ModelsOut:
         with Registry.open(service.project.root) as reg:
             return ModelsOut(
                 aliases=reg.aliases(),
@@ -243,25 +260,38 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
 
     @app.post("/v1/models/{version}/promote", tags=["models"], responses=responses(401, 403, 409))
     async def promote(
-        version: str, alias: str = "champion", _: str = Depends(requires("admin"))
+        request: Request,
+        version: str,
+        alias: Annotated[str, Query(description="champion, challenger or shadow.")] = "champion",
+        reason: Annotated[
+            str, Query(max_length=500, description="Recorded in the audit log.")
+        ] = "api promote",
+        override: Annotated[
+            bool, Query(description="Promote a rejected model to champion anyway (needs a reason).")
+        ] = False,
+        _: str = Depends(requires("admin")),
     ) -> dict[str, str]:
-        """Point an alias at a version (audited); the service reloads its models."""
-        from modelminder.registry import Registry
-
-        service.load_model(version)  # refuse before the alias moves, not after
-        with Registry.open(service.project.root, service.log) as reg:
-            reg.set_alias(alias, version, actor=actor() + " (api)", reason="api promote")
-        service.reload_models()
+        """Point an alias at a version: the model is loaded and checked first, the move is
+        audited (by token id), and the service serves it at once."""
+        who = caller(request) + " (api)"
+        await run_in_threadpool(
+            lambda: service.promote(
+                version, alias=alias, actor=who, reason=reason, override=override
+            )
+        )
         return {alias: version}
 
     @app.post("/v1/models/rollback", tags=["models"], responses=responses(401, 403, 409))
-    async def rollback(_: str = Depends(requires("admin"))) -> dict[str, str]:
-        """Move champion back to the previous champion (audited)."""
-        from modelminder.registry import Registry
-
-        with Registry.open(service.project.root, service.log) as reg:
-            version = reg.rollback(actor=actor() + " (api)", reason="api rollback")
-        service.reload_models()
+    async def rollback(
+        request: Request,
+        reason: Annotated[
+            str, Query(max_length=500, description="Recorded in the audit log.")
+        ] = "api rollback",
+        _: str = Depends(requires("admin")),
+    ) -> dict[str, str]:
+        """Move champion back to the previous champion (checked first, audited)."""
+        who = caller(request) + " (api)"
+        version = await run_in_threadpool(lambda: service.rollback(actor=who, reason=reason))
         return {"champion": version}
 
     add_monitor_routes(app, service, requires("reviewer"), responses)

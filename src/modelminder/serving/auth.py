@@ -24,9 +24,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.routing import Match
 
 from modelminder.serving.envelope import error_response
-from modelminder.serving.store import ServingStore
+from modelminder.serving.store import ServingStore, token_id
 
 _SCOPE_KEY = "modelminder.role"
+_CALLER_KEY = "modelminder.caller"
 _bearer = HTTPBearer(auto_error=False, description="A token from `minder tokens create`.")
 
 
@@ -51,6 +52,12 @@ class _Requirement:
 def requires(*roles: str) -> Callable[..., Awaitable[str]]:
     """The dependency of a route that admits ``roles`` (and ``admin``)."""
     return _Requirement(roles)
+
+
+def caller(request: Request) -> str:
+    """Who made an admitted request, for the audit trail: the token's role and id (never
+    the token itself), or the open server."""
+    return str(request.scope.get(_CALLER_KEY, "unknown caller"))
 
 
 def route_roles(app: FastAPI) -> dict[tuple[str, str], tuple[str, ...] | None]:
@@ -111,12 +118,14 @@ class Authenticator:
         if header is None or not header.startswith("Bearer "):
             if self.open_access and not self.store.has_tokens():
                 scope[_SCOPE_KEY] = "admin"
+                scope[_CALLER_KEY] = "open server (no tokens)"
                 return None
             message = "Missing bearer token (Authorization: Bearer ...)."
             if self.open_access:
                 message += " Tokens exist now, so every request needs one."
             return _unauthorized(message)
-        found = self.store.role_of(header.removeprefix("Bearer ").strip())
+        token = header.removeprefix("Bearer ").strip()
+        found = self.store.role_of(token)
         if found is None:
             return _unauthorized("Unknown or revoked token.")
         if found != "admin" and found not in roles:
@@ -125,6 +134,7 @@ class Authenticator:
                 f"{' or '.join(dict.fromkeys((*roles, 'admin')))}.",
             )  # fmt: skip
         scope[_SCOPE_KEY] = found
+        scope[_CALLER_KEY] = f"{found} token {token_id(token)}"
         return None
 
 

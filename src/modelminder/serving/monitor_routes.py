@@ -1,8 +1,9 @@
 """``/v1/monitor/...``: the monitors' results as JSON, for dashboards and scripts.
 
-Reading alerts is cheap (the log's ``alerts`` table). A report runs every monitor over the
-asked range (seconds for days of traffic), in FastAPI's thread pool so the event loop keeps
-answering. It is read-only: alerts are recorded in the log by ``minder monitor`` runs.
+Reading alerts is cheap (the log's append-only alert events, folded into states). A report
+runs every monitor over the asked range (seconds for days of traffic), in FastAPI's thread
+pool so the event loop keeps answering. It is read-only: alerts are recorded in the log by
+``minder monitor`` runs.
 """
 
 from collections.abc import Callable

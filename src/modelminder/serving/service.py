@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from modelminder.clock import Clock, WallClock
 from modelminder.errors import MinderError, SchemaError
@@ -30,14 +31,13 @@ from modelminder.events.predictions import (
     json_value,
     served_features,
 )
-from modelminder.events.schema import validate_label_rows, validate_rows
+from modelminder.events.schema import refuse_ahead, validate_label_rows, validate_rows
 from modelminder.logreplay import engine_from_log
 from modelminder.model.ensemble import Ensemble
 from modelminder.project import Project
-from modelminder.registry import Registry
+from modelminder.registry import Registry, changes
 from modelminder.serving.store import ServingStore
 from modelminder.serving.waiting import WaitingLabels
-from modelminder.workflows import load_model
 
 _NOT_SCORED = (
     "This event was logged earlier without a score (e.g. via /v1/events); its features were "
@@ -82,7 +82,33 @@ class Loaded:
 
 
 class Service:
-    """The live loop for one project (one process; calls are serialized by a lock)."""
+    """The live loop for one project (one process; calls are serialized by a lock).
+
+    Examples
+    --------
+    A new project has no champion yet: events are logged and update the live features, but
+    nothing can be scored until a model is promoted (``minder models promote``).
+
+    >>> import tempfile
+    >>> from modelminder.project import init_project, load_project
+    >>> root = tempfile.mkdtemp()
+    >>> _ = init_project(root, builtin=True)
+    >>> service = Service(load_project(root))
+    >>> import datetime as dt
+    >>> now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    >>> event = {"event_id": "e1", "ts": now, "card_id": "c1", "merchant_id": "m1",
+    ...          "amount": 12.5, "country": "FR", "channel": "pos"}
+    >>> service.ingest([event])
+    {'received': 1, 'appended': 1, 'duplicates': 0}
+    >>> service.ready
+    False
+    >>> service.predict([event])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    modelminder.serving.service.NoChampionError: No model is champion yet, ...
+    >>> service.close()
+    0
+    """
 
     def __init__(
         self, project: Project, *, policy: DecisionPolicy | None = None, clock: Clock | None = None
@@ -91,7 +117,7 @@ class Service:
         self.policy = policy or DecisionPolicy()
         self.clock = clock or WallClock()
         self.plan = project.plan()
-        self.log = project.open_log()
+        self.log = project.open_log(self.clock)  # one clock: the log's "now" is the service's
         self._lock = threading.RLock()
         self._closed = False
         self.shadow_errors = 0
@@ -114,21 +140,51 @@ class Service:
 
     # -- models ---------------------------------------------------------------------------
     def load_model(self, version: str) -> Loaded:
-        """Load a version (see :func:`modelminder.workflows.load_model`); raises without
-        changing anything, so callers check before they move an alias."""
-        record, model = load_model(
-            self.project, version, fingerprint=self.plan.feature_set.fingerprint()
+        """Load a version (see :func:`modelminder.registry.changes.load_model`); raises
+        without changing anything."""
+        loaded = changes.load_model(
+            self.project.root, version, fingerprint=self.plan.feature_set.fingerprint()
         )
-        return Loaded(record.version, model)
+        return Loaded(loaded.version, loaded.model)
 
-    def reload_models(self) -> None:
-        """Load the champion and the shadow (or challenger) named by the registry's aliases."""
+    def promote(
+        self, version: str, *, alias: str, actor: str, reason: str = "", override: bool = False
+    ) -> str:
+        """Move ``alias`` to ``version`` through the one state-change path (the model is
+        loaded and checked first; the move is audited), then serve it. Blocking: call it off
+        the event loop."""
+        loaded = changes.promote(
+            self.project.root, self.log, version, alias=alias,
+            fingerprint=self.plan.feature_set.fingerprint(), actor=actor, reason=reason,
+            override=override,
+        )  # fmt: skip
+        self.reload_models({loaded.version: Loaded(loaded.version, loaded.model)})
+        return version
+
+    def rollback(self, *, actor: str, reason: str = "rollback") -> str:
+        """Move champion back (checked and audited, see :func:`changes.rollback`), then
+        serve it. Returns the new champion's version. Blocking: call it off the event loop."""
+        loaded = changes.rollback(
+            self.project.root, self.log, fingerprint=self.plan.feature_set.fingerprint(),
+            actor=actor, reason=reason,
+        )  # fmt: skip
+        self.reload_models({loaded.version: Loaded(loaded.version, loaded.model)})
+        return loaded.version
+
+    def reload_models(self, loaded: Mapping[str, Loaded] | None = None) -> None:
+        """Load the champion and the shadow (or challenger) named by the registry's aliases.
+        Versions in ``loaded`` (just checked by a promote) and those already served are not
+        loaded again."""
         with Registry.open(self.project.root) as reg:
             aliases = reg.aliases()
+        known = {m.version: m for m in (self.champion, self.shadow) if m is not None}
+        known.update(loaded or {})
 
         def load(alias: str) -> Loaded | None:
             version = aliases.get(alias)
-            return None if version is None else self.load_model(version)
+            if version is None:
+                return None
+            return known[version] if version in known else self.load_model(version)
 
         champion = load("champion")
         shadow = load("shadow") or load("challenger")
@@ -159,14 +215,12 @@ class Service:
         at the source, refused rather than folded."""
         cfg = self.project.serving
         now = self.clock.now_us()
-        ahead = [r for r in rows if r[name] > now + cfg.max_event_lead_us]
-        if ahead:
-            raise SchemaError(
-                f"{what} of event {ahead[0]['event_id']!r}: field {name!r} is more than "
-                f"{cfg.max_event_lead} ahead of the server's clock ({len(ahead)} such row(s) "
-                "in the batch; [serving].max_event_lead). Check the source's clock. Nothing "
-                "was written."
-            )
+        refuse_ahead(
+            pl.DataFrame({"event_id": [r["event_id"] for r in rows],
+                          name: [int(r[name]) for r in rows]}),
+            name, what, now=now, lead_us=cfg.max_event_lead_us, lead_text=cfg.max_event_lead,
+            setting="[serving].max_event_lead",
+        )  # fmt: skip
         if not_before:  # (a label's time may be old: it is when it became true)
             old = [r for r in rows if r[name] < now - cfg.max_event_age_us]
             if old:
@@ -339,8 +393,9 @@ class Service:
         new ones into the label-aware state; a label whose event has not arrived yet waits for
         it (bounded: :mod:`modelminder.serving.waiting`). A re-sent label (same event and
         source) changes nothing."""
-        rows = validate_label_rows(labels)
-        self._check_times(rows, "label_ts", "Label", not_before=False)
+        label = self.log.schema.label
+        rows = validate_label_rows(labels, label)
+        self.log.refuse_future_labels(rows)  # the log's rule, asked before any work
         now = self.clock.now_us()
         with self._lock:
             self._check_open()
@@ -356,7 +411,7 @@ class Service:
                 fresh = [r for r, new in zip(rows, inserted, strict=True) if new]
                 for lab in fresh:
                     known_at = max(int(lab["label_ts"]), now)
-                    value = float(lab["is_fraud"])
+                    value = float(lab[label])
                     event = logged.get(lab["event_id"])
                     if event is None:
                         self._waiting.add(lab["event_id"], lab["source"], value, known_at)

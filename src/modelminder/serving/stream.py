@@ -170,7 +170,7 @@ def _sender(
         body = {
             k: _iso(v)
             for k, v in row.items()
-            if k in ("event_id", "is_fraud", "label_ts", "source")
+            if k not in ("offset", "known_at")  # the rest is the label as the project names it
         }
         post("/v1/labels", {"labels": [body]})
 

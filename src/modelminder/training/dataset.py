@@ -1,19 +1,13 @@
 """Training sets from the log: features as served at each event's time, labels as known at the
 cut-off.
 
-A training set is a replay of the events before the cut-off, joined with the label known by the
-cut-off (``known_at <= cutoff``; when several sources labelled an event, the latest known wins).
-Events without a known label are handled by a stated :class:`LabelPolicy`, never silently:
+A training set is a replay of the events before the cut-off, joined with their outcomes as of
+the cut-off under a stated :class:`~modelminder.events.outcomes.LabelPolicy` -- the one
+label-outcome rule of :mod:`modelminder.events.outcomes`, which ``minder evaluate`` and the
+performance monitors use too. Only the rule's *usable* rows are kept.
 
-* ``negative_after_maturity`` (default) -- only events older than the maturity period at the
-  cut-off are used; one with no label by then counts as negative (in card fraud: no
-  chargeback within the period). Younger events are left out as immature, labelled or not:
-  keeping the quickly labelled young positives without their peers would bias the data;
-* ``exclude`` -- only events with a known label are used.
-
-Each row keeps ``label_known_at``: from when it was usable for training (its ``known_at``
-under ``exclude``; else when it matured, or later for a positive whose label came later).
-Purged validation needs it.
+Each row keeps ``label_known_at``: from when it was usable for training (the rule's
+``usable_from``). Purged validation needs it.
 """
 
 from __future__ import annotations
@@ -25,49 +19,12 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from modelminder.durations import parse_duration
 from modelminder.errors import TrainingError
 from modelminder.events.log import EventLog
+from modelminder.events.outcomes import LabelPolicy, outcomes
 from modelminder.features.plan import Plan
 from modelminder.logreplay import replay_log
-
-POLICIES = ("negative_after_maturity", "exclude")
-
-
-@dataclass(frozen=True)
-class LabelPolicy:
-    """How events without a label known by the cut-off are treated.
-
-    Examples
-    --------
-    >>> LabelPolicy().describe()  # doctest: +ELLIPSIS
-    'events older than 30d at the cut-off are used, unlabelled ones as negative; younger ones...'
-    >>> LabelPolicy("exclude").describe()
-    'only events with a label known by the cut-off are used'
-    """
-
-    unlabeled: str = "negative_after_maturity"
-    maturity: str = "30d"
-
-    def __post_init__(self) -> None:
-        if self.unlabeled not in POLICIES:
-            raise TrainingError(
-                f"The label policy 'unlabeled' must be one of {', '.join(POLICIES)}. "
-                f"Got {self.unlabeled!r}."
-            )
-        parse_duration(self.maturity, what="label policy 'maturity'")
-
-    @property
-    def maturity_us(self) -> int:
-        return parse_duration(self.maturity, what="label policy 'maturity'")
-
-    def describe(self) -> str:
-        if self.unlabeled == "exclude":
-            return "only events with a label known by the cut-off are used"
-        return (
-            f"events older than {self.maturity} at the cut-off are used, unlabelled ones as "
-            "negative; younger ones are left out"
-        )
+from modelminder.model.card import TrainingSummary
 
 
 @dataclass(frozen=True)
@@ -108,6 +65,14 @@ class TrainingSet:
             f"{c['rows']:,} rows ({c['positives']:,} positive, {c['labelled_negatives']:,} "
             f"labelled negative, {c['matured_negatives']:,} matured negative); "
             f"{c['immature']:,} immature events left out; {self.policy.describe()}"
+        )
+
+    def summary(self) -> TrainingSummary:
+        """What the model card records about the data a model was trained on."""
+        lo, hi = self.offsets()
+        ts = self.ts()
+        return TrainingSummary(
+            lo, hi, int(ts.min()), int(ts.max()), self.cutoff, self.policy, dict(self.counts)
         )
 
     def to_meta(self) -> dict[str, Any]:
@@ -164,41 +129,20 @@ def build_training_set(
     events = raw.select(
         "offset", "event_id", "ts", pl.struct(fields).hash(seed=0).alias("content_hash")
     )
-    value_col = plan.feature_set.label_value
-    labels = (
-        log.read("labels")
-        .filter(pl.col("known_at") <= cutoff)
-        .sort("known_at")
-        .group_by("event_id")
-        .agg(pl.col(value_col).last().alias("_value"), pl.col("known_at").last().alias("_known"))
-    )
-    if labels.height == 0:
+    all_labels = log.read("labels")
+    out = outcomes(events, all_labels, policy, as_of=cutoff, value=plan.feature_set.label_value)
+    if not out.get_column("labelled").any():
         raise TrainingError(
             f"No labels are known by the cut-off {_iso(cutoff)}, so there is nothing to learn "
             "from. Ingest labels (minder ingest FILE --topic labels) or move the cut-off later."
         )
-    table = events.join(features, on="event_id", how="inner").join(
-        labels, on="event_id", how="left"
-    )
-    matures_at = pl.col("ts") + policy.maturity_us
-    labelled = pl.col("_value").is_not_null()
-    positive = labelled & (pl.col("_value").cast(pl.Float64) > 0.5)
-    if policy.unlabeled == "exclude":
-        keep = labelled
-        known = pl.col("_known")
-    else:
-        # Only mature events, labelled or not: keeping the quickly labelled young positives
-        # without their unlabelled peers would make recent data look like all fraud. A row
-        # is usable from when it matured, and a positive only once its label is known too.
-        keep = matures_at <= cutoff
-        known = (
-            pl.when(positive).then(pl.max_horizontal(matures_at, "_known")).otherwise(matures_at)
-        )
+    table = events.join(features, on="event_id", how="inner").join(out, on="event_id", how="left")
     table = table.with_columns(
-        label=positive.fill_null(False),
-        label_known_at=known,
-        _labelled=labelled,
-        _keep=keep,
+        label=(pl.col("outcome") == 1).fill_null(False),
+        label_known_at=pl.col("usable_from"),
+        _labelled=pl.col("labelled"),
+        _keep=pl.col("usable"),
+        _known=pl.col("label_arrived_at"),
     )
     immature = int(table.filter(~pl.col("_keep")).height)
     table = table.filter(pl.col("_keep")).sort("offset")

@@ -15,10 +15,12 @@ explicit, recorded override. Rules (all configurable):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from modelminder.errors import TrainingError
+from modelminder.model.card import Check, GuardReport, Verdict
+
+__all__ = ["Check", "GateRules", "Verdict", "judge"]
 
 
 @dataclass(frozen=True)
@@ -38,38 +40,21 @@ class GateRules:
                 )
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    value: float
-    threshold: float
-    passed: bool
-    message: str
+def judge(report: GuardReport, rules: GateRules) -> Verdict:
+    """Apply ``rules`` to a guard report (see :mod:`modelminder.training.report`).
 
-
-@dataclass(frozen=True)
-class Verdict:
-    passed: bool
-    checks: list[Check] = field(default_factory=list)
-
-    @property
-    def reasons(self) -> list[str]:
-        return [c.message for c in self.checks if not c.passed]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
-
-    def summary(self) -> str:
-        if self.passed:
-            return "PASSED: " + "; ".join(c.message for c in self.checks)
-        return "REJECTED: " + "; ".join(self.reasons)
-
-
-def judge(report: dict[str, Any], rules: GateRules) -> Verdict:
-    """Apply ``rules`` to a guard report (see :mod:`modelminder.training.report`)."""
-    s = report["scores"]
+    Examples
+    --------
+    >>> from modelminder.model.card import ModelCard
+    >>> report = ModelCard.example().report
+    >>> judge(report, GateRules()).summary()  # doctest: +ELLIPSIS
+    'PASSED: train-vs-validation AUC gap 0.020 (max 0.100); out-of-time AUC 0.900 ...'
+    >>> judge(report, GateRules(min_oot_auc=0.95)).reasons
+    ['out-of-time AUC 0.900 (min 0.950)']
+    """
+    s = report.scores
     checks: list[Check] = []
-    gap = report["gap"]["auc"]
+    gap = report.gap.auc
     checks.append(
         Check(
             "overfitting",
@@ -79,7 +64,7 @@ def judge(report: dict[str, Any], rules: GateRules) -> Verdict:
             f"train-vs-validation AUC gap {gap:.3f} (max {rules.max_gap_auc:.3f})",
         )
     )
-    oot = s["oot"]["auc"]
+    oot = s.oot.auc
     checks.append(
         Check(
             "out_of_time",
@@ -90,7 +75,7 @@ def judge(report: dict[str, Any], rules: GateRules) -> Verdict:
         )
     )
     if rules.require_no_leakage:
-        leaks = [f for f in report["findings"] if f["kind"] == "leakage"]
+        leaks = [f for f in report.findings if f.kind == "leakage"]
         checks.append(
             Check(
                 "leakage",
@@ -99,12 +84,12 @@ def judge(report: dict[str, Any], rules: GateRules) -> Verdict:
                 not leaks,
                 "no leakage findings"
                 if not leaks
-                else "leakage: " + "; ".join(f["message"] for f in leaks),
+                else "leakage: " + "; ".join(f.message for f in leaks),
             )
         )
-    if rules.must_beat_baseline and s.get("baseline_oot") is not None:
-        mine = s["oot"]["average_precision"]
-        base = s["baseline_oot"]["average_precision"]
+    if rules.must_beat_baseline and s.baseline_oot is not None:
+        mine = s.oot.average_precision
+        base = s.baseline_oot.average_precision
         ok = not math.isnan(mine) and (math.isnan(base) or mine >= base + rules.baseline_margin)
         checks.append(
             Check(
@@ -116,4 +101,4 @@ def judge(report: dict[str, Any], rules: GateRules) -> Verdict:
                 + ("" if ok else " (does not beat the logistic baseline)"),
             )
         )
-    return Verdict(all(c.passed for c in checks), checks)
+    return Verdict(all(c.passed for c in checks), tuple(checks))

@@ -8,6 +8,7 @@ the label-delay audit, duplicates across folds, and findings (``leakage``, ``ove
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from modelminder.metrics import auc, scores
+from modelminder.model.card import GuardReport
 
 Array = npt.NDArray[Any]
 DAY_US = 86_400_000_000
@@ -173,9 +175,15 @@ HTML = """<section class="guard-report">
 </section>"""
 
 
-def to_html(report: dict[str, Any], verdict: str) -> str:
+def to_html(report: GuardReport) -> str:
     """The report as a self-contained HTML section (no raw rows)."""
     import jinja2
 
+    verdict = report.verdict.summary() if report.verdict else "not judged"
+    fields = {
+        **report.details,
+        "scores": {name: dataclasses.asdict(s) for name, s in report.scores.rows()},
+        "findings": report.findings,
+    }
     env = jinja2.Environment(autoescape=True)
-    return env.from_string(HTML).render(verdict_text=verdict, **report)
+    return env.from_string(HTML).render(verdict_text=verdict, **fields)

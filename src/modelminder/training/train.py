@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,9 @@ from modelminder.errors import TrainingError
 from modelminder.events.log import EventLog
 from modelminder.features.plan import Plan
 from modelminder.metrics import average_precision, scores
+from modelminder.model.card import Finding, Gap, GuardReport, Scores, ScoreSet
 from modelminder.model.ensemble import Calibrator, Ensemble
+from modelminder.model.reference import Reference
 from modelminder.training import report as rep
 from modelminder.training.dataset import TrainingSet
 from modelminder.training.estimators import Estimator, FitData, make_estimator
@@ -82,15 +84,15 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     model: Ensemble
-    report: dict[str, Any]
+    report: GuardReport
     verdict: Verdict
     fold_plan: FoldPlan
     search: SearchResult
-    reference: dict[str, Any] = field(default_factory=dict)
+    reference: Reference | None = None
 
     @property
-    def metrics(self) -> dict[str, Any]:
-        return dict(self.report["scores"])
+    def metrics(self) -> ScoreSet:
+        return self.report.scores
 
 
 def make_fold_plan(data: TrainingSet, config: TrainConfig) -> FoldPlan:
@@ -169,13 +171,10 @@ def monitor_reference(
     scores_: FloatArray,
     log: EventLog | None,
     keys: Sequence[str] = (),
-) -> dict[str, Any]:
-    """What the drift monitors compare live data with (a
-    :class:`~modelminder.model.reference.Reference`, as a dict): the features and the
+) -> Reference:
+    """What the drift monitors compare live data with: the features and the
     out-of-sample scores of ``rows`` (time order), plus the event's low-cardinality text
     fields (at most 50 distinct values; entity keys are not categories)."""
-    from modelminder.model.reference import Reference
-
     categorical: dict[str, list[Any]] = {}
     if log is not None:
         ids = data.frame.get_column("event_id").gather(rows)
@@ -191,7 +190,7 @@ def monitor_reference(
     days = int((ts.max() - ts.min()) // 86_400_000_000) + 1 if len(ts) else 1
     return Reference.build(
         matrix, [*data.feature_names, "score"], categorical, chunks=max(2, min(days, 60))
-    ).to_dict()
+    )
 
 
 def _try_stack(
@@ -248,7 +247,31 @@ def train_model(
     """Train, guard and judge a model on ``data`` (see the module docstring).
 
     ``progress`` receives a line per stage; ``on_trial(done, total, score)`` follows the
-    search (for a progress bar)."""
+    search (for a progress bar).
+
+    Examples
+    --------
+    A training set is usually built from the log (:func:`~modelminder.training.dataset.
+    build_training_set`); here, 4,000 synthetic rows over 120 days where ``x`` predicts the
+    label and ``noise`` does not:
+
+    >>> from modelminder.events.outcomes import LabelPolicy
+    >>> rng = np.random.default_rng(0); n = 4000; day = 86_400_000_000
+    >>> x = rng.normal(size=n)
+    >>> y = (rng.random(n) < 1 / (1 + np.exp(3 - 2 * x))).astype(np.int8)
+    >>> ts = np.sort(rng.integers(0, 120 * day, n))
+    >>> frame = pl.DataFrame({
+    ...     "offset": np.arange(n), "event_id": [f"e{i}" for i in range(n)], "ts": ts,
+    ...     "content_hash": np.arange(n, dtype=np.uint64), "label": y,
+    ...     "label_known_at": ts + 30 * day, "labelled": y == 1,
+    ...     "label_arrived_at": ts + day, "x": x, "noise": rng.normal(size=n)})
+    >>> data = TrainingSet(frame, ["x", "noise"], int(ts.max()) + 1, LabelPolicy(), {})
+    >>> result = train_model(data, TrainConfig(estimator="logistic", trials=0, folds=3))
+    >>> result.verdict.passed, result.report.scheme, len(result.model.members)
+    (True, 'walk_forward', 3)
+    >>> bool(result.report.scores.oot.auc > 0.85)
+    True
+    """
     cfg = config or TrainConfig()
     rules = rules or GateRules()
     say = progress or (lambda _msg: None)
@@ -310,12 +333,8 @@ def train_model(
         all_scores["oot"] = scores(y[hold], model.predict(X[hold]))
     say("report: learning curve, single-feature scores, audits")
     labelled = data.frame.get_column("labelled").to_numpy()
-    report: dict[str, Any] = {
-        "scheme": fold_plan.scheme,
-        "fold_plan": fold_plan.describe(data.ts()),
-        "scores": all_scores,
+    details: dict[str, Any] = {
         "folds": folds,
-        "gap": rep.gap_section(folds),
         "learning_curve": _learning_curve(est, X, y, fold_plan, found.params, cfg),
         "single_feature": rep.single_feature_section(X, y, data.feature_names, valid_rows),
         "time_travel": time_travel_audit(log, plan, data) if log and plan else None,
@@ -336,9 +355,25 @@ def train_model(
         "stacking": stacking,
         "data": data.to_meta(),
     }
-    report["findings"] = rep.findings(report, data.n)
+    gap = rep.gap_section(folds)
+    base = all_scores["baseline_oot"]
+    report = GuardReport(
+        fold_plan.scheme,
+        tuple(fold_plan.describe(data.ts())),
+        ScoreSet(
+            Scores.of(all_scores["train"]),
+            Scores.of(all_scores["validation"]),
+            Scores.of(all_scores["oot"]),
+            None if base is None else Scores.of(base),
+        ),
+        Gap.from_json(gap),
+        tuple(
+            Finding(f["kind"], f["message"]) for f in rep.findings({**details, "gap": gap}, data.n)
+        ),
+        details=details,
+    )
     verdict = judge(report, rules)
-    report["verdict"] = verdict.to_dict()
+    report = replace(report, verdict=verdict)
     # The reference is the out-of-time holdout: the latest rows, scored out of sample, as the
     # live data will be. Too small a holdout falls back to the validated rows' OOF scores.
     if len(hold) >= 1000:

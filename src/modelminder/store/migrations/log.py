@@ -24,17 +24,18 @@ from modelminder.store.sqlite import Database, quote_name
 SQL_TYPES = {"str": "TEXT", "float": "REAL", "int": "INTEGER", "bool": "INTEGER"}
 
 
-def migrations(fields: Mapping[str, str]) -> tuple[Migration, ...]:
+def migrations(fields: Mapping[str, str], label: str = "is_fraud") -> tuple[Migration, ...]:
     """The log's migrations, for a log of events with ``fields`` (name -> ``str``, ``float``,
-    ``int`` or ``bool``). The fields shape only a new log's ``events`` table; an existing log
-    keeps its own (the event log refuses to open it with other fields)."""
+    ``int`` or ``bool``) and labels whose value column is ``label``. They shape only a new
+    log's ``events`` and ``labels`` tables; an existing log keeps its own (the event log
+    refuses to open it with other fields or another label)."""
     return (
-        Migration(1, "baseline", lambda db: _baseline(db, fields)),
+        Migration(1, "baseline", lambda db: _baseline(db, fields, label)),
         Migration(2, "alerts_as_events", _alerts_as_events),
     )
 
 
-def _baseline(db: Database, fields: Mapping[str, str]) -> None:
+def _baseline(db: Database, fields: Mapping[str, str], label: str) -> None:
     # A log made before migrations may lack the tables added after it shipped (label_expiry,
     # audit, predictions and alerts appeared over time; alerts.open later still): create only
     # what is missing. The statements are those of that release, so both paths give one schema.
@@ -48,7 +49,8 @@ def _baseline(db: Database, fields: Mapping[str, str]) -> None:
         db.fetch("CREATE INDEX events_ts ON events(ts)")
         db.fetch(
             'CREATE TABLE labels ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
-            "event_id TEXT NOT NULL, is_fraud REAL NOT NULL, label_ts INTEGER NOT NULL, "
+            f"event_id TEXT NOT NULL, {quote_name(label)} REAL NOT NULL, "
+            "label_ts INTEGER NOT NULL, "
             "known_at INTEGER NOT NULL, source TEXT NOT NULL, UNIQUE(event_id, source))"
         )
         db.fetch(

@@ -1,0 +1,157 @@
+"""The label-outcome rule: what the log says an event's outcome was, as of a moment.
+
+Training sets, ``minder evaluate`` and the performance monitors all ask the same question --
+"was this event fraud, as far as we know at time T?" -- and get their answer here, so the
+three cannot drift apart.
+
+For each event, as of ``as_of`` (UTC microseconds):
+
+* the labels known by then are those with ``known_at <= as_of``; when several are known, the
+  latest known wins (ties: the one logged later);
+* the event is *mature* once ``ts + maturity <= as_of``;
+* ``outcome`` is the known label's value (1 or 0); with no label, 0 if the policy is
+  ``negative_after_maturity`` and the event is mature (in card fraud: no chargeback within
+  the period), else unknown (null);
+* ``outcome_known_at`` is when the outcome became known: when the first label arrived, or
+  when the event matured;
+* ``usable`` says whether the event belongs in a training or evaluation set. Under
+  ``negative_after_maturity`` only mature events are usable, labelled or not: keeping the
+  quickly labelled young positives without their unlabelled peers would make recent data look
+  like all fraud. Under ``exclude``, exactly the labelled events;
+* ``usable_from`` is when a usable row could first have been used (purged validation needs
+  it): under ``exclude`` when its latest label arrived; else when it matured, or later for a
+  positive whose label came after that.
+
+Monitors use ``outcome`` as it stands (an early chargeback is evidence as soon as it arrives);
+training and evaluation keep only the ``usable`` rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from modelminder.durations import parse_duration
+from modelminder.errors import TrainingError
+
+POLICIES = ("negative_after_maturity", "exclude")
+
+
+@dataclass(frozen=True)
+class LabelPolicy:
+    """How events without a known label are treated.
+
+    Examples
+    --------
+    >>> LabelPolicy().describe()  # doctest: +ELLIPSIS
+    'events older than 30d at the cut-off are used, unlabelled ones as negative; younger ones...'
+    >>> LabelPolicy("exclude").describe()
+    'only events with a label known by the cut-off are used'
+    >>> LabelPolicy(maturity="-3d")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    modelminder.errors.FeatureDefinitionError: The label policy 'maturity' must be ...
+    """
+
+    unlabeled: str = "negative_after_maturity"
+    maturity: str = "30d"
+
+    def __post_init__(self) -> None:
+        if self.unlabeled not in POLICIES:
+            raise TrainingError(
+                f"The label policy 'unlabeled' must be one of {', '.join(POLICIES)}. "
+                f"Got {self.unlabeled!r}."
+            )
+        parse_duration(self.maturity, what="label policy 'maturity'")
+
+    @property
+    def maturity_us(self) -> int:
+        return parse_duration(self.maturity, what="label policy 'maturity'")
+
+    def describe(self) -> str:
+        if self.unlabeled == "exclude":
+            return "only events with a label known by the cut-off are used"
+        return (
+            f"events older than {self.maturity} at the cut-off are used, unlabelled ones as "
+            "negative; younger ones are left out"
+        )
+
+
+OUTCOME_COLUMNS = (
+    "event_id", "outcome", "outcome_known_at", "labelled", "label_arrived_at", "usable",
+    "usable_from",
+)  # fmt: skip
+
+
+def known_labels(labels: pl.DataFrame, as_of: int, value: str) -> pl.DataFrame:
+    """Per event, the labels known by ``as_of``: ``event_id, value`` (the latest known),
+    ``first_known_at`` and ``last_known_at``. ``labels`` is the log's labels topic (in log
+    order) with the label column named ``value``."""
+    return (
+        labels.filter(pl.col("known_at") <= as_of)
+        .with_row_index("_order")
+        .sort("known_at", "_order")
+        .group_by("event_id")
+        .agg(
+            pl.col(value).last().cast(pl.Float64).alias("value"),
+            pl.col("known_at").min().alias("first_known_at"),
+            pl.col("known_at").last().alias("last_known_at"),
+        )
+    )
+
+
+def outcomes(
+    events: pl.DataFrame,
+    labels: pl.DataFrame,
+    policy: LabelPolicy,
+    *,
+    as_of: int,
+    value: str,
+) -> pl.DataFrame:
+    """The outcome of each of ``events`` (``event_id, ts``) as of ``as_of``: the columns of
+    :data:`OUTCOME_COLUMNS`, one row per event, in the order given. See the module docstring.
+
+    Examples
+    --------
+    >>> day = 86_400_000_000
+    >>> events = pl.DataFrame({"event_id": ["a", "b", "c"], "ts": [0, 0, 40 * day]})
+    >>> labels = pl.DataFrame({"event_id": ["a"], "is_fraud": [1.0], "known_at": [3 * day]})
+    >>> out = outcomes(events, labels, LabelPolicy(), as_of=45 * day, value="is_fraud")
+    >>> out.select("event_id", "outcome", "usable").rows()
+    [('a', 1, True), ('b', 0, True), ('c', None, False)]
+    """
+    maturity = policy.maturity_us
+    known = known_labels(labels, as_of, value)
+    joined = events.select("event_id", "ts").join(known, on="event_id", how="left")
+    labelled = pl.col("value").is_not_null()
+    positive = labelled & (pl.col("value") > 0.5)
+    matures_at = pl.col("ts") + maturity
+    mature = matures_at <= as_of
+    outcome: pl.Expr
+    known_at: pl.Expr
+    if policy.unlabeled == "exclude":
+        outcome = pl.when(labelled).then(positive.cast(pl.Int8))
+        known_at = pl.col("first_known_at")
+        usable = labelled
+        usable_from = pl.col("last_known_at")
+    else:
+        outcome = (
+            pl.when(labelled).then(positive.cast(pl.Int8)).when(mature).then(pl.lit(0, pl.Int8))
+        )
+        known_at = pl.when(labelled).then(pl.col("first_known_at")).when(mature).then(matures_at)
+        usable = mature
+        usable_from = (
+            pl.when(positive)
+            .then(pl.max_horizontal(matures_at, "last_known_at"))
+            .otherwise(matures_at)
+        )
+    return joined.select(
+        "event_id",
+        outcome.alias("outcome"),
+        known_at.cast(pl.Int64).alias("outcome_known_at"),
+        labelled.alias("labelled"),
+        pl.col("last_known_at").alias("label_arrived_at"),
+        usable.alias("usable"),
+        pl.when(usable).then(usable_from).cast(pl.Int64).alias("usable_from"),
+    )
