@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -39,7 +40,7 @@ def init(
 ) -> None:
     """Create a project: minder.toml and a features module you edit.
 
-    Example: minder init myproj && minder ingest events.parquet --topic events -p myproj
+    Example: minder init myproj && minder ingest events.parquet -p myproj
     """
     from modelminder.project import init_project
 
@@ -47,30 +48,76 @@ def init(
     out.print(f"Created {path}. Next: minder ingest FILE --topic events --project {directory}")
 
 
+SCHEDULE_HELP = (
+    "steady: all four fraud scenarios run the whole time, a stationary world where a first "
+    "model should pass the gate. adaptive: the scenarios take turns as fraudsters change "
+    "tactics, to exercise drift monitoring and retraining (a model trained on the early "
+    "tactics can fail the gate on the later ones)."
+)
+
+
+def _at_least(least: int, what: str) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if value < least:
+            raise typer.BadParameter(f"{what} must be at least {least}. Got {value}.")
+        return value
+
+    return check
+
+
+def _check_fraud_card_share(value: float) -> float:
+    if not 0.0 < value <= 0.5:
+        raise typer.BadParameter(
+            f"the share of cards hit by each fraud scenario must be above 0 and at most 0.5 "
+            f"(the demo uses 0.15). Got {value}."
+        )
+    return value
+
+
 @app.command()
 def simulate(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the Parquet files.")],
-    days: Annotated[int, typer.Option(help="Days of transactions.")] = 90,
-    cards: Annotated[int, typer.Option(help="Number of cards.")] = 10_000,
+    days: Annotated[
+        int, typer.Option(callback=_at_least(1, "the number of days"), help="Days of transactions.")
+    ] = 90,
+    cards: Annotated[
+        int, typer.Option(callback=_at_least(10, "the number of cards"), help="Number of cards.")
+    ] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same world).")] = 7,
+    schedule: Annotated[Literal["steady", "adaptive"], typer.Option(help=SCHEDULE_HELP)] = "steady",
+    fraud_card_share: Annotated[
+        float,
+        typer.Option(
+            callback=_check_fraud_card_share,
+            help="Share of the cards hit by each fraud scenario, in (0, 0.5]; the demo uses 0.15.",
+        ),
+    ] = 0.15,
 ) -> None:
     """Write a simulated card-fraud world: events.parquet, labels.parquet, truth.parquet.
 
-    Example: minder simulate --days 30 --cards 2000 --seed 1 --out data/
+    Start with the steady world (the default, as in `minder demo`): a first model
+    trained on it should pass the gate. Use --schedule adaptive to exercise drift
+    monitoring and retraining. Labels arrive days to weeks late and training uses
+    events older than its --maturity (30d by default), so simulate about 90 days.
+
+    Example: minder simulate --days 90 --cards 2000 --schedule steady --out data/
     """
     from modelminder.sim.world import WorldConfig
     from modelminder.sim.world import simulate as run
 
     t0 = time.perf_counter()
-    world = run(WorldConfig(days=days, cards=cards, seed=seed))
+    config = WorldConfig(
+        days=days, cards=cards, seed=seed, schedule=schedule, fraud_card_share=fraud_card_share
+    )
+    world = run(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     world.events.write_parquet(out_dir / "events.parquet")
     world.labels.write_parquet(out_dir / "labels.parquet")
     world.truth.write_parquet(out_dir / "truth.parquet")
     frauds = int(world.truth.get_column("is_fraud").sum())
     out.print(
-        f"Simulated {world.events.height:,} events ({frauds:,} fraudulent) and "
-        f"{world.labels.height:,} labels in {time.perf_counter() - t0:.1f}s -> {out_dir}/"
+        f"Simulated a {schedule} world: {world.events.height:,} events ({frauds:,} fraudulent) "
+        f"and {world.labels.height:,} labels in {time.perf_counter() - t0:.1f}s -> {out_dir}/"
     )
 
 
@@ -114,7 +161,7 @@ def replay(
 ) -> None:
     """Compute the feature table (event_id + features) over the log.
 
-    Example: minder replay --out features.parquet --from 2026-02-01 --project myproj
+    Example: minder replay --out features.parquet --from 2026-02-01 -p myproj
     """
     from modelminder.logreplay import replay_log, replay_log_online
     from modelminder.project import load_project
@@ -152,7 +199,9 @@ def check_parity(
 ) -> None:
     """Replay the log both ways (batch and one-by-one online) and report mismatches per feature.
 
-    Exits 1 if any feature differs. Example: minder check-parity --sample 20000 --project myproj
+    Exits 1 if any feature differs.
+
+    Example: minder check-parity --sample 20000 --project myproj
     """
     from modelminder.logreplay import compare_tables, replay_log, replay_log_online
     from modelminder.project import load_project
@@ -192,9 +241,7 @@ def demo(
     days: Annotated[int, typer.Option(help="Days to simulate.")] = 120,
     cards: Annotated[int, typer.Option(help="Cards to simulate.")] = 2_500,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
-    schedule: Annotated[
-        str, typer.Option(help="Fraud scenarios: steady (all the time) or adaptive (in turns).")
-    ] = "steady",
+    schedule: Annotated[str, typer.Option(help=SCHEDULE_HELP)] = "steady",
     trials: Annotated[int, typer.Option(help="Search trials for the training step.")] = 0,
 ) -> None:
     """Simulate, ingest, replay, verify parity, train under the guard, promote a champion,

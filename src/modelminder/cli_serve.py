@@ -28,7 +28,9 @@ def serve(
 ) -> None:
     """Serve the champion over HTTP: rebuilds the online state from the log, loads the models.
 
-    Example: minder serve --port 8000 --project myproj  (then POST /v1/predict; docs at /docs)
+    Then POST events to /v1/predict; the API's documentation is at /docs.
+
+    Example: minder serve --port 8000 --project myproj
     """
     import uvicorn
 
@@ -183,7 +185,9 @@ def stream(
 def check_skew(project: ProjectOpt = Path(".")) -> None:
     """Replay the log and compare, feature by feature, with the features that were served.
 
-    Exits 1 on any mismatch. Example: minder check-skew --project myproj
+    Exits 1 on any mismatch.
+
+    Example: minder check-skew --project myproj
     """
     from rich.table import Table
 

@@ -359,11 +359,13 @@ def _labels(
     is_fraud = np.concatenate([np.ones(keep_f.sum()), np.zeros(len(idx_g))])
     source = np.concatenate([np.full(keep_f.sum(), "chargeback"), np.full(len(idx_g), "review")])
     known = label_ts <= end_us
-    eid = events.get_column("event_id").to_numpy()
+    # Gathered as a polars column so that an empty selection (a world too short for any label
+    # to be known) stays text, not an unsortable NumPy object column.
+    eid = events.get_column("event_id").gather(rows_idx[known])
     return (
         pl.DataFrame(
             {
-                "event_id": eid[rows_idx[known]],
+                "event_id": eid,
                 "is_fraud": is_fraud[known],
                 "label_ts": label_ts[known],
                 "source": source[known],
