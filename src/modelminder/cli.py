@@ -145,8 +145,14 @@ def ingest(
             result = log.append_events(frame, progress=step)
         else:
             result = log.append_labels(frame, progress=step)
+        waiting = len(log.labels_without_events()) if topic == "labels" else 0
     secs = time.perf_counter() - t0
     out.print(f"{result.summary()} ({frame.height / max(secs, 1e-9):,.0f} records/s)")
+    if waiting:
+        out.print(
+            f"{waiting:,} label(s) in the log name events not logged yet: they wait, and count "
+            "(features, training, monitoring) once their events are ingested."
+        )
 
 
 @app.command()

@@ -236,14 +236,15 @@ class EventLog:
         """Raise SchemaError if a label is dated after the log's clock by more than
         ``max_lead``: the log's own invariant, checked on every append whatever the door
         (``minder ingest``, the API, Python); callers may ask early, before other work."""
-        batch = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(
-            {"event_id": [str(r["event_id"]) for r in rows],
-             "label_ts": [int(r["label_ts"]) for r in rows]},
-            schema={"event_id": pl.String, "label_ts": pl.Int64},
-        )  # fmt: skip
+        if isinstance(rows, pl.DataFrame):
+            ids: Sequence[str] | pl.Series = rows.get_column("event_id")
+            times: Sequence[int] | pl.Series = rows.get_column("label_ts")
+        else:
+            ids = [str(r["event_id"]) for r in rows]
+            times = [int(r["label_ts"]) for r in rows]
         lead_us, lead_text = self.max_lead
         refuse_ahead(
-            batch, "label_ts", "Label", now=self.clock.now_us(), lead_us=lead_us,
+            ids, times, "label_ts", "Label", now=self.clock.now_us(), lead_us=lead_us,
             lead_text=lead_text, setting="[serving].max_event_lead",
         )  # fmt: skip
 

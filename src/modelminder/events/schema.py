@@ -500,7 +500,8 @@ def _row_value(name: str, value: Any, kind: str) -> tuple[Any, str | None]:
 
 
 def refuse_ahead(
-    frame: pl.DataFrame,
+    event_ids: Sequence[str] | pl.Series,
+    times: Sequence[int] | pl.Series,
     name: str,
     what: str,
     *,
@@ -512,20 +513,28 @@ def refuse_ahead(
     """Refuse a batch in which a time ``name`` is more than ``lead_us`` ahead of ``now``: a
     label or event "from the future" is a clock or data error at the source, and folded in it
     would count before it happened. ``setting`` names the config key that sets the bound.
+    ``times`` is a Series for bulk batches (vectorized) or a list for a few live rows.
 
     Examples
     --------
-    >>> batch = pl.DataFrame({"event_id": ["a", "b"], "label_ts": [10, 5_000_000]})
-    >>> refuse_ahead(batch, "label_ts", "Label", now=0, lead_us=1_000, lead_text="1ms",
-    ...              setting="[serving].max_event_lead")
+    >>> refuse_ahead(["a", "b"], [10, 5_000_000], "label_ts", "Label", now=0, lead_us=1_000,
+    ...              lead_text="1ms", setting="[serving].max_event_lead")
     Traceback (most recent call last):
     ...
     modelminder.errors.SchemaError: Label of event 'b': field 'label_ts' is more than 1ms ahead ...
     """
-    ahead = frame.filter(pl.col(name) > now + lead_us)
-    if ahead.height:
+    limit = now + lead_us
+    if isinstance(times, pl.Series):
+        late = times > limit
+        count = int(late.sum())
+        first = str(pl.Series(event_ids).filter(late)[0]) if count else ""
+    else:
+        over = [i for i, t in enumerate(times) if t > limit]
+        count = len(over)
+        first = str(event_ids[over[0]]) if count else ""
+    if count:
         raise SchemaError(
-            f"{what} of event {ahead.get_column('event_id')[0]!r}: field {name!r} is more than "
-            f"{lead_text} ahead of the server's clock ({ahead.height} such row(s) in the batch; "
-            f"{setting}). Check the source's clock. Nothing was written."
+            f"{what} of event {first!r}: field {name!r} is more than {lead_text} ahead of the "
+            f"server's clock ({count} such row(s) in the batch; {setting}). Check the "
+            "source's clock. Nothing was written."
         )

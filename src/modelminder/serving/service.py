@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from modelminder.clock import Clock, WallClock
 from modelminder.errors import MinderError, SchemaError
@@ -216,9 +215,8 @@ class Service:
         cfg = self.project.serving
         now = self.clock.now_us()
         refuse_ahead(
-            pl.DataFrame({"event_id": [r["event_id"] for r in rows],
-                          name: [int(r[name]) for r in rows]}),
-            name, what, now=now, lead_us=cfg.max_event_lead_us, lead_text=cfg.max_event_lead,
+            [r["event_id"] for r in rows], [r[name] for r in rows], name, what, now=now,
+            lead_us=cfg.max_event_lead_us, lead_text=cfg.max_event_lead,
             setting="[serving].max_event_lead",
         )  # fmt: skip
         if not_before:  # (a label's time may be old: it is when it became true)

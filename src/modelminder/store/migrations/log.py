@@ -35,6 +35,12 @@ def migrations(fields: Mapping[str, str], label: str = "is_fraud") -> tuple[Migr
     )
 
 
+def _label_column(label: str) -> str:
+    # The default is written bare, exactly as logs made before [events].label existed have
+    # it (so a new log's schema text equals an upgraded one's); other names are quoted.
+    return label if label == "is_fraud" else quote_name(label)
+
+
 def _baseline(db: Database, fields: Mapping[str, str], label: str) -> None:
     # A log made before migrations may lack the tables added after it shipped (label_expiry,
     # audit, predictions and alerts appeared over time; alerts.open later still): create only
@@ -49,7 +55,7 @@ def _baseline(db: Database, fields: Mapping[str, str], label: str) -> None:
         db.fetch("CREATE INDEX events_ts ON events(ts)")
         db.fetch(
             'CREATE TABLE labels ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
-            f"event_id TEXT NOT NULL, {quote_name(label)} REAL NOT NULL, "
+            f"event_id TEXT NOT NULL, {_label_column(label)} REAL NOT NULL, "
             "label_ts INTEGER NOT NULL, "
             "known_at INTEGER NOT NULL, source TEXT NOT NULL, UNIQUE(event_id, source))"
         )
