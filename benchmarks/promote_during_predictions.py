@@ -173,9 +173,9 @@ class Phase:
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--events", type=int, default=int(os.environ.get("BENCH_EVENTS", 160_000)),
+        "--events", type=int, default=int(os.environ.get("BENCH_EVENTS", 600_000)),
         help="approximate number of simulated events over 160 days; the last 60 (37%%) are "
-        "the stream the predictions send (default 160,000)",
+        "the stream the predictions send (default 600,000: enough for an unloaded server)",
     )  # fmt: skip
     parser.add_argument(
         "--fresh", action="store_true",
