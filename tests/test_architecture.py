@@ -28,11 +28,12 @@ LAYERS: list[tuple[str, ...]] = [
     ("model",),
     ("project", "logreplay"),
     ("registry",),
+    ("review",),
     ("training", "monitoring"),
     ("serving", "report"),
     ("workflows",),
     ("cli_common",),
-    ("cli_models", "cli_monitor", "cli_serve", "demo"),
+    ("cli_models", "cli_monitor", "cli_review", "cli_serve", "demo"),
     ("cli", "__main__", "__init__"),
 ]
 LAYER_OF = {unit: i for i, units in enumerate(LAYERS) for unit in units}

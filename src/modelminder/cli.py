@@ -20,6 +20,7 @@ from modelminder.cli_common import (
 )
 from modelminder.cli_models import register_commands
 from modelminder.cli_monitor import register_monitoring
+from modelminder.cli_review import register_review
 from modelminder.cli_serve import register_commands as register_serving
 from modelminder.errors import MinderError
 
@@ -265,6 +266,7 @@ def demo(
 register_commands(app)
 register_serving(app)
 register_monitoring(app)
+register_review(app)
 
 
 def main() -> None:

@@ -59,6 +59,16 @@ label_wait = "7d"
 # "normal": a commit survives a crash of the process, not of the machine (fast);
 # "full": every commit is on disk before the answer (fsync per commit).
 durability = "normal"
+
+[review]
+# Served events go to human review when blocked (always), near a decision threshold
+# (uncertain_rate of those within uncertain_band), or at random (exploration_rate of all
+# traffic: what keeps review-based numbers unbiased). Each item records its probability.
+exploration_rate = 0.02
+uncertain_band = 0.05
+uncertain_rate = 0.3
+daily_budget = 200
+lease = "15m"
 """
 
 FEATURES_TEMPLATE = '''\
@@ -132,6 +142,35 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class ReviewConfig:
+    """``[review]`` in ``minder.toml``: which served events go to human review, with what
+    probability, and how much reviewers can do a day (see :mod:`modelminder.review`)."""
+
+    exploration_rate: float = 0.02  # share of ALL traffic sampled at random (unbiased numbers)
+    uncertain_band: float = 0.05  # |score - a decision threshold| within this is "uncertain"
+    uncertain_rate: float = 0.3  # probability an uncertain event is queued
+    daily_budget: int = 200  # reviews a day (UTC) before claims are refused
+    lease: str = "15m"  # how long a claim holds an item before it returns to the queue
+
+    def __post_init__(self) -> None:
+        for key in ("exploration_rate", "uncertain_band", "uncertain_rate"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
+                raise ConfigError(f"[review].{key} must be a number in [0, 1]. Got {v!r}.")
+        n = self.daily_budget
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 1_000_000:
+            raise ConfigError(f"[review].daily_budget must be an int from 0 to 1000000. Got {n!r}.")
+        try:
+            parse_duration(self.lease, what="[review].lease")
+        except MinderError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def lease_us(self) -> int:
+        return parse_duration(self.lease, what="[review].lease")
+
+
+@dataclass(frozen=True)
 class Project:
     """A loaded project."""
 
@@ -142,6 +181,7 @@ class Project:
     features_module: Path | None
     builtin: str | None
     serving: ServingConfig = ServingConfig()
+    review: ReviewConfig = ReviewConfig()
 
     def open_log(self, clock: Clock | None = None) -> EventLog:
         """Open the project's log; ``clock`` (default: the wall clock) is the log's "now"."""
@@ -212,6 +252,16 @@ def load_project(root: str | Path) -> Project:
     if not isinstance(serving, dict):
         raise ConfigError(f"[serving] in {path} must be a table (a [serving] section).")
     unknown_serving = set(serving) - set(ServingConfig.__dataclass_fields__)
+    review = data.get("review", {})
+    if not isinstance(review, dict):
+        raise ConfigError(f"[review] in {path} must be a table (a [review] section).")
+    unknown_review = set(review) - set(ReviewConfig.__dataclass_fields__)
+    if unknown_review:
+        named = ", ".join(f"[review].{k}" for k in sorted(unknown_review))
+        raise ConfigError(
+            f"{path} has unknown key(s) {named}. [review] takes "
+            f"{', '.join(ReviewConfig.__dataclass_fields__)}."
+        )
     if unknown or unknown_serving:
         keys = [f"[events].{k}" for k in unknown] + [f"[serving].{k}" for k in unknown_serving]
         raise ConfigError(
@@ -245,6 +295,7 @@ def load_project(root: str | Path) -> Project:
         features_module=(base / module) if module is not None else None,
         builtin=builtin,
         serving=ServingConfig(**serving),
+        review=ReviewConfig(**review),
     )
 
 

@@ -38,10 +38,12 @@ from modelminder.errors import (
 )
 from modelminder.events.schema import MAX_ID_CHARS, MAX_SOURCE_CHARS, EventSchema
 from modelminder.registry import Registry
+from modelminder.review.queue import ReviewError, UnknownItem
 from modelminder.serving.auth import Authenticator, caller, requires
 from modelminder.serving.batching import MicroBatcher
 from modelminder.serving.envelope import error_response, responses
 from modelminder.serving.monitor_routes import add_monitor_routes
+from modelminder.serving.review_routes import add_review_routes
 from modelminder.serving.schemas import (
     IngestResult,
     LabelsResult,
@@ -173,7 +175,9 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
             return error_response(503, kind, str(exc))
         if isinstance(exc, SchemaError | MonitorError):  # the input (body or query) is wrong
             return error_response(422, type(exc).__name__, str(exc))
-        if isinstance(exc, RegistryError | ArtifactError | LabelsWaitingFull):
+        if isinstance(exc, UnknownItem):
+            return error_response(404, type(exc).__name__, str(exc))
+        if isinstance(exc, RegistryError | ArtifactError | LabelsWaitingFull | ReviewError):
             return error_response(409, type(exc).__name__, str(exc))  # the state refuses it
         return error_response(422, type(exc).__name__, str(exc))  # the request's input
 
@@ -295,6 +299,7 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         return {"champion": version}
 
     add_monitor_routes(app, service, requires("reviewer"), responses)
+    add_review_routes(app, service, requires("reviewer"), responses)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -35,6 +35,7 @@ from modelminder.logreplay import engine_from_log
 from modelminder.model.ensemble import Ensemble
 from modelminder.project import Project
 from modelminder.registry import Registry, changes
+from modelminder.review.queue import ReviewQueue
 from modelminder.serving.store import ServingStore
 from modelminder.serving.waiting import WaitingLabels
 
@@ -124,6 +125,9 @@ class Service:
         self.shadow: Loaded | None = None
         try:
             self.predictions = PredictionTopic(self.log)
+            self.review = ReviewQueue(
+                self.log, project.review, (self.policy.review_at, self.policy.block_at)
+            )
             self.store = ServingStore.open(project.root)
             self._rebuild()
             self.reload_models()  # a model refused here (unsafe, tampered) stops the start
@@ -336,6 +340,9 @@ class Service:
                     served.append(p)
                     results[at] = p.to_dict() | {"duplicate": False}
             self.predictions.append(served)
+            if served:  # human review samples what was served, in the same commit
+                ts_of = {r["event_id"]: r["ts"] for r in rows}
+                self.review.consider(served, ts_of, now=served[0].served_at)
             self.last_batch_seconds = time.perf_counter() - started
         if self.shadow is not None and served:  # only once the events are committed
             self._shadow_queue.put((served, self.shadow))

@@ -11,6 +11,10 @@ Tables and their owners: ``log_meta``, ``events``, ``labels``, ``label_expiry`` 
    becomes the append-only ``alert_events`` topic (one row per change of an alert's state; the
    state is the fold of its events). Each existing row becomes one event holding the alert's
    last state, stamped with the time it was first raised (its updates were overwritten then).
+3. ``review_queue``: ``review_items`` (one row per served event selected for human review,
+   with its reasons and the probability it was selected with) and ``review_events`` (claims,
+   releases, skips, labels, expiries: an item's state is the fold of its events). Both are
+   append-only (:mod:`modelminder.review.queue`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def migrations(fields: Mapping[str, str], label: str = "is_fraud") -> tuple[Migr
     return (
         Migration(1, "baseline", lambda db: _baseline(db, fields, label)),
         Migration(2, "alerts_as_events", _alerts_as_events),
+        Migration(3, "review_queue", _review_queue),
     )
 
 
@@ -122,3 +127,28 @@ def _alerts_as_events(db: Database) -> None:
         f'SELECT raised_at, {_ALERT_COLUMNS} FROM alerts ORDER BY "offset"'
     )
     db.fetch("DROP TABLE alerts")
+
+
+def _immutable(db: Database, table: str) -> None:
+    for op in ("UPDATE", "DELETE"):
+        db.fetch(
+            f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} rows are immutable: append instead'); END"
+        )
+
+
+def _review_queue(db: Database) -> None:
+    db.fetch(
+        "CREATE TABLE review_items (item_id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "event_id TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL, ts INTEGER NOT NULL, "
+        "model_version TEXT NOT NULL, score REAL NOT NULL, decision TEXT NOT NULL, "
+        "reasons TEXT NOT NULL, propensity REAL NOT NULL, priority REAL NOT NULL)"
+    )
+    db.fetch(
+        'CREATE TABLE review_events ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
+        "item_id INTEGER NOT NULL, at INTEGER NOT NULL, kind TEXT NOT NULL, "
+        "reviewer TEXT NOT NULL, lease_until INTEGER, verdict TEXT, note TEXT NOT NULL)"
+    )
+    db.fetch('CREATE INDEX review_events_item ON review_events(item_id, "offset")')
+    _immutable(db, "review_items")
+    _immutable(db, "review_events")

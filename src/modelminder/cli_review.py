@@ -1,0 +1,139 @@
+"""``minder review ...``: the human review queue from the terminal (see modelminder.review)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from modelminder.cli_common import ProjectOpt, out
+
+if TYPE_CHECKING:
+    from modelminder.review.queue import ReviewItem, ReviewQueue
+
+review_app = typer.Typer(help="The human review queue: list, claim, label, stats.")
+ReviewerOpt = Annotated[
+    str | None,
+    typer.Option(help="Who reviews (default: $MODELMINDER_ACTOR, else the OS user)."),
+]
+
+
+@contextmanager
+def _queue(project: Path) -> Iterator[tuple[ReviewQueue, int]]:
+    from modelminder.project import load_project
+    from modelminder.review.queue import ReviewQueue
+
+    proj = load_project(project)
+    with proj.open_log() as log:
+        yield ReviewQueue(log, proj.review), log.clock.now_us()
+
+
+def _who(reviewer: str | None) -> str:
+    from modelminder.workflows import actor
+
+    return reviewer or actor()
+
+
+def _when(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _show(item: ReviewItem) -> None:
+    out.print(
+        f"item {item.item_id}: event {item.event_id} at {_when(item.ts)}, score "
+        f"{item.score:.3f} ({item.decision}) by {item.model_version}; queued for "
+        f"{', '.join(item.reasons)} (p={item.propensity:.3g}); {item.status}"
+        + (f" by {item.reviewer}" if item.reviewer else "")
+    )
+
+
+@review_app.command("queue")
+def queue(
+    status: Annotated[str | None, typer.Option(help="open, leased, closed or expired.")] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="must_review, uncertain or exploration.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many items.")] = 30,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """List review items by priority, with why each was queued and its probability.
+
+    Example: minder review queue --status open --reason uncertain --project myproj
+    """
+    with _queue(project) as (q, now):
+        items = q.items(now=now, status=status, reason=reason, limit=limit)
+    table = Table(title=f"{len(items)} review item(s)")
+    for col in ("item", "event", "time", "score", "decision", "reasons", "p", "status"):
+        table.add_column(col)
+    for i in items:
+        table.add_row(
+            str(i.item_id), i.event_id, _when(i.ts), f"{i.score:.3f}", i.decision,
+            ",".join(i.reasons), f"{i.propensity:.3g}",
+            i.status + (f" ({i.reviewer})" if i.reviewer else ""),
+        )  # fmt: skip
+    out.print(table)
+
+
+@review_app.command("next")
+def next_item(reviewer: ReviewerOpt = None, project: ProjectOpt = Path(".")) -> None:
+    """Claim the open item of highest priority (a lease of [review].lease) and show it.
+
+    Example: minder review next --reviewer alice --project myproj
+    """
+    with _queue(project) as (q, now):
+        item = q.claim(_who(reviewer), now=now)
+    _show(item)
+    out.print(f"label it: minder review label {item.event_id} fraud|legit|unsure")
+
+
+@review_app.command("label")
+def label(
+    event_id: Annotated[str, typer.Argument(help="The event of the item.")],
+    verdict: Annotated[str, typer.Argument(help="fraud, legit or unsure.")],
+    note: Annotated[str, typer.Option(help="Why (kept with the review).")] = "",
+    reviewer: ReviewerOpt = None,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Record a verdict on an item (claiming it first if it is open); fraud/legit become
+    labels in the log (source review).
+
+    Example: minder review label ev000123 fraud --note testing --project myproj
+    """
+    who = _who(reviewer)
+    with _queue(project) as (q, now):
+        item = q.by_event(event_id, now=now)
+        if item.status == "open":
+            item = q.claim(who, now=now, item_id=item.item_id)
+        done = q.label(item.item_id, who, verdict, now=now, note=note)
+    _show(done)
+
+
+@review_app.command("stats")
+def stats(project: ProjectOpt = Path(".")) -> None:
+    """Items by status and reason, verdicts, reviewed today against the budget, turnaround.
+
+    Example: minder review stats --project myproj
+    """
+    with _queue(project) as (q, now):
+        s = q.stats(now=now)
+    out.print(
+        f"{s['items']} item(s): "
+        + ", ".join(f"{k} {v}" for k, v in s["by_status"].items())
+        + "; reasons: "
+        + ", ".join(f"{k} {v}" for k, v in s["by_reason"].items())
+    )
+    out.print("verdicts: " + ", ".join(f"{k} {v}" for k, v in s["verdicts"].items()))
+    turn = s["median_turnaround_s"]
+    out.print(
+        f"reviewed today: {s['reviewed_today']} of {s['daily_budget']}; median turnaround "
+        + ("-" if turn is None else f"{turn / 3600:.1f} h")
+    )
+
+
+def register_review(app: typer.Typer) -> None:
+    app.add_typer(review_app, name="review")
