@@ -108,18 +108,18 @@ _ALERT_COLUMNS = (
 
 def _alerts_as_events(db: Database) -> None:
     db.fetch(
-        'CREATE TABLE alert_events ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
+        'CREATE TABLE IF NOT EXISTS alert_events ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
         "recorded_at INTEGER NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL, "
         "severity TEXT NOT NULL, subject TEXT NOT NULL, model_version TEXT NOT NULL, "
         "window_start INTEGER NOT NULL, window_end INTEGER NOT NULL, count INTEGER NOT NULL, "
         "evidence TEXT NOT NULL, action TEXT NOT NULL, open INTEGER NOT NULL)"
     )
-    db.fetch('CREATE INDEX alert_events_key ON alert_events(key, "offset")')
+    db.fetch('CREATE INDEX IF NOT EXISTS alert_events_key ON alert_events(key, "offset")')
     for op in ("UPDATE", "DELETE"):
         db.fetch(
-            f"CREATE TRIGGER alert_events_no_{op.lower()} BEFORE {op} ON alert_events "
-            "BEGIN SELECT RAISE(ABORT, 'alert_events rows are immutable: append a new "
-            "state instead'); END"
+            f"CREATE TRIGGER IF NOT EXISTS alert_events_no_{op.lower()} BEFORE {op} ON "
+            "alert_events BEGIN SELECT RAISE(ABORT, 'alert_events rows are immutable: append "
+            "a new state instead'); END"
         )
     # In the old table's offset order, which is the order read() lists alerts of one window.
     db.fetch(
@@ -132,23 +132,23 @@ def _alerts_as_events(db: Database) -> None:
 def _immutable(db: Database, table: str) -> None:
     for op in ("UPDATE", "DELETE"):
         db.fetch(
-            f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
             f"BEGIN SELECT RAISE(ABORT, '{table} rows are immutable: append instead'); END"
         )
 
 
 def _review_queue(db: Database) -> None:
     db.fetch(
-        "CREATE TABLE review_items (item_id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "CREATE TABLE IF NOT EXISTS review_items (item_id INTEGER PRIMARY KEY AUTOINCREMENT, "
         "event_id TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL, ts INTEGER NOT NULL, "
         "model_version TEXT NOT NULL, score REAL NOT NULL, decision TEXT NOT NULL, "
         "reasons TEXT NOT NULL, propensity REAL NOT NULL, priority REAL NOT NULL)"
     )
     db.fetch(
-        'CREATE TABLE review_events ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
+        'CREATE TABLE IF NOT EXISTS review_events ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
         "item_id INTEGER NOT NULL, at INTEGER NOT NULL, kind TEXT NOT NULL, "
         "reviewer TEXT NOT NULL, lease_until INTEGER, verdict TEXT, note TEXT NOT NULL)"
     )
-    db.fetch('CREATE INDEX review_events_item ON review_events(item_id, "offset")')
+    db.fetch('CREATE INDEX IF NOT EXISTS review_events_item ON review_events(item_id, "offset")')
     _immutable(db, "review_items")
     _immutable(db, "review_events")
