@@ -144,7 +144,9 @@ class ReviewQueue:
 
     def get(self, item_id: int, *, now: int) -> ReviewItem:
         """One item by id (raises :class:`UnknownItem`)."""
-        rows = self.log.database.fetch(_ITEMS + " WHERE i.item_id = ?", [int(item_id)])
+        if isinstance(item_id, bool) or not isinstance(item_id, int) or not 0 < item_id < 2**62:
+            raise UnknownItem(f"No review item {item_id!r}: item ids are positive integers.")
+        rows = self.log.database.fetch(_ITEMS + " WHERE i.item_id = ?", [item_id])
         if not rows:
             raise UnknownItem(f"No review item {item_id!r}. List them: minder review queue.")
         return self._item(rows[0], now)

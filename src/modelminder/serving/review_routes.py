@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelminder.review.policies import POLICIES
@@ -52,6 +52,7 @@ def _iso_ts(row: dict[str, Any]) -> dict[str, Any]:
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MAX_ID = 2**62  # item ids are SQLite integers
 
 
 def add_review_routes(
@@ -75,12 +76,12 @@ def add_review_routes(
         )
         return QueueOut(items=[ItemOut(**i.to_dict()) for i in found])
 
-    @app.post("/v1/reviews/claim", tags=["review"], responses=errors(401, 403, 404, 409))
+    @app.post("/v1/reviews/claim", tags=["review"], responses=errors(401, 403, 404, 409, 422))
     def claim(
         request: Request,
         _: Annotated[str, Depends(reviewer)],
         item_id: Annotated[
-            int | None, Query(description="A given item (default: the next)")
+            int | None, Query(ge=1, le=_MAX_ID, description="A given item (default: the next)")
         ] = None,
     ) -> ItemOut:
         """Lease an item (the next by priority, or the given one) to the caller."""
@@ -92,7 +93,10 @@ def add_review_routes(
         responses=errors(401, 403, 404, 409, 413, 415, 422),
     )  # fmt: skip
     def label(
-        request: Request, item_id: int, body: VerdictIn, _: Annotated[str, Depends(reviewer)]
+        request: Request,
+        item_id: Annotated[int, Path(ge=1, le=_MAX_ID)],
+        body: VerdictIn,
+        _: Annotated[str, Depends(reviewer)],
     ) -> ItemOut:
         """Record the caller's verdict on an item they hold; fraud/legit become labels in the
         log (source review) and reach the live label-aware features at once."""
