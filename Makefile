@@ -30,6 +30,11 @@ test: $(STAMP) ## Run the whole test suite (unit, property, CLI, doctests).
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) ## Run every benchmark (5M simulated events; ratios against same-run baselines).
+	@# HTTP benchmarks drive the server with wrk (Debian package), never a Python client.
+	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && \
+		(apt-get install -y -qq wrk >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null))) || \
+		echo "note: wrk is not installed (apt-get install wrk); the HTTP benchmarks will say so"
 	@for b in benchmarks/[a-z]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 reliability: $(STAMP) ## kill -9 serve/ingest and a 10-minute soak (~25 min; docs/reliability.md).
