@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from modelminder.errors import ArtifactError, TrainingError
-from modelminder.events.outcomes import LabelPolicy, outcomes
+from modelminder.events.outcomes import LabelPolicy, latest_time, outcomes
 from modelminder.features.plan import Plan
 from modelminder.jsonable import jsonable
 from modelminder.logreplay import replay_log
@@ -155,11 +155,7 @@ def evaluate_range(
     with project.open_log() as log:
         labels = log.read("labels")
         # "Now" in the log's terms: its latest event or label, never after the clock.
-        latest = max(
-            int(log.max_event_ts() or 0),
-            int(labels.get_column("known_at").max() or 0) if labels.height else 0,  # type: ignore[arg-type]
-        )
-        as_of = min(latest, log.clock.now_us())
+        as_of = min(latest_time(log.max_event_ts(), labels), log.clock.now_us())
     known = outcomes(scored, labels, policy, as_of=as_of, value=plan.feature_set.label_value)
     joined = scored.join(known, on="event_id", how="left").with_columns(
         label=pl.col("outcome"), _keep=pl.col("usable")

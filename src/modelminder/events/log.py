@@ -116,6 +116,7 @@ class EventLog:
         schema: EventSchema,
         clock: Clock | None = None,
         durability: str = "normal",
+        max_lead: tuple[int, str] = (3_600_000_000, "1h"),
     ) -> None:
         if durability not in _SYNCHRONOUS:
             raise LogError(
@@ -123,7 +124,7 @@ class EventLog:
                 f"Got {durability!r}."
             )
         self.path = path
-        self.max_lead: tuple[int, str] = (3_600_000_000, "1h")
+        self.max_lead = max_lead
         self.schema = schema
         self.durability = durability
         # Stamps audit records that do not bring their own time.
@@ -158,8 +159,7 @@ class EventLog:
         p = Path(path)
         if not p.parent.exists():
             raise LogError(f"Cannot create the log at {p}: folder {p.parent} does not exist.")
-        log = cls(p, schema, clock, durability)
-        log.max_lead = max_lead
+        log = cls(p, schema, clock, durability, max_lead)
         try:
             log._migrate()
         except BaseException:

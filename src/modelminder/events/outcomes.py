@@ -84,6 +84,22 @@ OUTCOME_COLUMNS = (
 )  # fmt: skip
 
 
+def latest_time(max_event_ts: int | None, labels: pl.DataFrame) -> int:
+    """The latest time the log knows of: its latest event time or label ``known_at`` (0 for
+    an empty log). Callers cap it by their clock, so a label stamped in the future cannot
+    mature everything.
+
+    Examples
+    --------
+    >>> latest_time(50, pl.DataFrame({"known_at": [10, 70]}))
+    70
+    >>> latest_time(None, pl.DataFrame({"known_at": []}, schema={"known_at": pl.Int64}))
+    0
+    """
+    newest = labels.get_column("known_at").max() if labels.height else None
+    return max(int(max_event_ts or 0), int(newest) if newest is not None else 0)  # type: ignore[arg-type]
+
+
 def known_labels(labels: pl.DataFrame, as_of: int, value: str) -> pl.DataFrame:
     """Per event, the labels known by ``as_of``: ``event_id, value`` (the latest known),
     ``first_known_at`` and ``last_known_at``. ``labels`` is the log's labels topic (in log

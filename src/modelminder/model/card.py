@@ -48,18 +48,10 @@ class Scores:
     def to_json(self) -> dict[str, Any]:
         return {k: jsonable(getattr(self, k)) for k in _SCORE_KEYS}
 
-    def same(self, other: Scores) -> bool:
-        """Equal, counting NaN as equal to NaN."""
-        return all(_same(getattr(self, k), getattr(other, k)) for k in _SCORE_KEYS)
-
 
 _SCORE_KEYS = (
     "auc", "average_precision", "recall_at_alert_rate", "calibration_error", "rows", "positives",
 )  # fmt: skip
-
-
-def _same(a: float, b: float) -> bool:
-    return (math.isnan(a) and math.isnan(b)) or a == b
 
 
 @dataclass(frozen=True)

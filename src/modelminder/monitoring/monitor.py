@@ -29,7 +29,7 @@ import polars as pl
 
 from modelminder.errors import MonitorError
 from modelminder.events.log import EventLog
-from modelminder.events.outcomes import outcomes
+from modelminder.events.outcomes import latest_time, outcomes
 from modelminder.events.predictions import PredictionTopic
 from modelminder.jsonable import jsonable
 from modelminder.monitoring import findings
@@ -245,11 +245,7 @@ def _drop_outlying_times(
 def _latest(log: EventLog, labels: pl.DataFrame) -> int:
     """The run's default "now": just after the latest event or label in the log, but never
     after the wall clock (a label stamped in the future must not mature everything)."""
-    latest = max(
-        int(log.max_event_ts() or 0),
-        int(labels.get_column("known_at").max() or 0) if labels.height else 0,  # type: ignore[arg-type]
-    )
-    return min(latest + 1, log.clock.now_us())
+    return min(latest_time(log.max_event_ts(), labels) + 1, log.clock.now_us())
 
 
 def _records(project: Project, versions: Sequence[str]) -> dict[str, ModelRecord]:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from modelminder.errors import RegistryError
 from modelminder.events.log import EventLog
-from modelminder.model.card import ModelCard
 from modelminder.model.ensemble import Ensemble
 from modelminder.registry.store import ALIASES, ModelRecord, Registry
 
@@ -30,10 +29,6 @@ class Loaded:
     @property
     def version(self) -> str:
         return self.record.version
-
-    @property
-    def card(self) -> ModelCard:
-        return self.record.card
 
 
 def resolve(reg: Registry, ref: str) -> str:

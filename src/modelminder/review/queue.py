@@ -197,8 +197,8 @@ class ReviewQueue:
         holds a lease gets that item back (one item at a time)."""
         _check_reviewer(reviewer)
         with self.log.transaction():
-            held = [i for i in self.items(now=now, status="leased", limit=1_000_000)
-                    if i.reviewer == reviewer]  # fmt: skip
+            every = self.items(now=now, limit=10_000_000)  # one read, under the write lock
+            held = [i for i in every if i.status == "leased" and i.reviewer == reviewer]
             if item_id is None and held:
                 return held[0]
             spent = self.reviewed_on(now - now % DAY_US)
@@ -221,10 +221,7 @@ class ReviewQueue:
                         "AND reviewer = ?", [reviewer],
                     )
                 }  # fmt: skip
-                candidates = [
-                    i for i in self.items(now=now, status="open", limit=1_000_000)
-                    if i.item_id not in skipped
-                ]  # fmt: skip
+                candidates = [i for i in every if i.status == "open" and i.item_id not in skipped]
                 if not candidates:
                     raise ReviewError("The queue has no open item for you right now.")
                 item = candidates[0]
