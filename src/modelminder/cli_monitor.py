@@ -135,11 +135,39 @@ def _print(report: Any) -> None:
                 f"river detectors on '{stream}' (model {version}, {found['labels']:,} labels), "
                 f"windows signalled: {counts}"
             )
+    if report.review is not None:
+        _print_review(report.review)
     severe = report.open_severe
     out.print(
         f"{len(report.alerts)} alert(s), {len(report.new_alerts)} new, {len(severe)} severe "
         "and open. Estimates (in brackets) assume the scores stay calibrated; they are "
         "unreliable under concept drift."
+    )
+
+
+def _print_review(review: dict[str, Any]) -> None:
+    """Review-based metrics, naive and corrected, each labelled with what it describes."""
+    from rich.table import Table
+
+    est = review["estimates"]
+    table = Table(title="From human review labels (95% intervals)")
+    table.add_column("metric")
+    table.add_column("on reviewed items, as they are (naive)", justify="right")
+    table.add_column("over all traffic, corrected for selection", justify="right")
+    for name in ("precision", "recall", "fraud_rate"):
+        cells = [
+            f"{_num(e['value'])} [{_num(e['low'])}, {_num(e['high'])}] (n={e['n']:,})"
+            for e in (est[name]["naive"], est[name]["corrected"])
+        ]
+        table.add_row(name.replace("_", " "), *cells)
+    out.print(table)
+    out.print(
+        f"review sample: {review['queued']:,} queued; outcomes from reviews "
+        f"{review['by_review']:,}, from other sources (e.g. chargebacks) "
+        f"{review['by_other_source']:,}; unsure {review['unsure']:,}; not yet known "
+        f"{review['unobserved']:,}; left out (reviewed below the day's threshold) "
+        f"{review['outside']:,}. Corrected numbers weight each item by 1/P(reviewed) and "
+        "take reviewers' labels as they are (docs/review-estimates.md)."
     )
 
 

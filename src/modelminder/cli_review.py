@@ -56,24 +56,28 @@ def _show(item: ReviewItem) -> None:
 def queue(
     status: Annotated[str | None, typer.Option(help="open, leased, closed or expired.")] = None,
     reason: Annotated[
-        str | None, typer.Option(help="must_review, uncertain or exploration.")
+        str | None,
+        typer.Option(help="must_review, uncertain, disagreement, drift or exploration."),
     ] = None,
+    sort: Annotated[str, typer.Option(help="order (the claim order), priority or age.")] = "order",
     limit: Annotated[int, typer.Option(help="At most this many items.")] = 30,
     project: ProjectOpt = Path("."),
 ) -> None:
-    """List review items by priority, with why each was queued and its probability.
+    """List review items in the order reviewers get them, with why each was queued, its
+    probability and its priority (the expected value of a review).
 
     Example: minder review queue --status open --reason uncertain --project myproj
     """
     with _queue(project) as (q, now):
-        items = q.items(now=now, status=status, reason=reason, limit=limit)
+        items = q.items(now=now, status=status, reason=reason, limit=limit, sort=sort)
     table = Table(title=f"{len(items)} review item(s)")
-    for col in ("item", "event", "time", "score", "decision", "reasons", "p", "status"):
+    for col in ("item", "event", "time", "score", "decision", "reasons", "p", "priority",
+                "status"):  # fmt: skip
         table.add_column(col)
     for i in items:
         table.add_row(
             str(i.item_id), i.event_id, _when(i.ts), f"{i.score:.3f}", i.decision,
-            ",".join(i.reasons), f"{i.propensity:.3g}",
+            ",".join(i.reasons), f"{i.propensity:.3g}", f"{i.priority:.3g}",
             i.status + (f" ({i.reviewer})" if i.reviewer else ""),
         )  # fmt: skip
     out.print(table)
@@ -113,6 +117,25 @@ def label(
     _show(done)
 
 
+@review_app.command("correct")
+def correct(
+    event_id: Annotated[str, typer.Argument(help="The event of a closed item.")],
+    verdict: Annotated[str, typer.Argument(help="fraud, legit or unsure.")],
+    note: Annotated[str, typer.Option(help="Why the verdict changes.")] = "",
+    reviewer: ReviewerOpt = None,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Change a closed item's verdict: a new label (the next revision), never an overwrite.
+
+    Example: minder review correct ev000123 legit --note "receipt found" --project myproj
+    """
+    who = _who(reviewer)
+    with _queue(project) as (q, now):
+        item = q.by_event(event_id, now=now)
+        done = q.correct(item.item_id, who, verdict, now=now, note=note)
+    _show(done)
+
+
 @review_app.command("stats")
 def stats(project: ProjectOpt = Path(".")) -> None:
     """Items by status and reason, verdicts, reviewed today against the budget, turnaround.
@@ -129,9 +152,13 @@ def stats(project: ProjectOpt = Path(".")) -> None:
     )
     out.print("verdicts: " + ", ".join(f"{k} {v}" for k, v in s["verdicts"].items()))
     turn = s["median_turnaround_s"]
+    agree = s["agreement"]
     out.print(
-        f"reviewed today: {s['reviewed_today']} of {s['daily_budget']}; median turnaround "
+        f"reviewed today: {s['reviewed_today']} of {s['daily_budget']}; skips {s['skips']}; "
+        "median turnaround "
         + ("-" if turn is None else f"{turn / 3600:.1f} h")
+        + "; reviewer agreement on the overlap sample: "
+        + (f"{agree['rate']:.0%} of {agree['items']}" if agree["rate"] is not None else "-")
     )
 
 

@@ -62,12 +62,20 @@ durability = "normal"
 
 [review]
 # Served events go to human review when blocked (always), near a decision threshold
-# (uncertain_rate of those within uncertain_band), or at random (exploration_rate of all
-# traffic: what keeps review-based numbers unbiased). Each item records its probability.
+# (uncertain_rate of those within uncertain_band), decided otherwise by the shadow model
+# (disagreement_rate), in the region an open drift alert points at (drift_rate), or at random
+# (exploration_rate of all traffic: what keeps review-based numbers unbiased). Each item
+# records its probability. overlap_rate of items get two independent reviewers (agreement).
 exploration_rate = 0.02
 uncertain_band = 0.05
 uncertain_rate = 0.3
+disagreement_rate = 0.5
+drift_rate = 0.2
+overlap_rate = 0.05
+# Priority (the expected value of a review) scales with this numeric event field.
+value_field = "amount"
 daily_budget = 200
+exploration_share = 0.25  # of the budget kept for the exploration sample
 lease = "15m"
 """
 
@@ -149,17 +157,29 @@ class ReviewConfig:
     exploration_rate: float = 0.02  # share of ALL traffic sampled at random (unbiased numbers)
     uncertain_band: float = 0.05  # |score - a decision threshold| within this is "uncertain"
     uncertain_rate: float = 0.3  # probability an uncertain event is queued
+    disagreement_rate: float = 0.5  # probability an event the shadow decides otherwise is queued
+    drift_rate: float = 0.2  # ... one in the region an open drift alert points at
+    overlap_rate: float = 0.05  # share of items two reviewers label (their agreement)
+    value_field: str = ""  # numeric event field a review's value scales with (e.g. amount)
     daily_budget: int = 200  # reviews a day (UTC) before claims are refused
+    exploration_share: float = 0.25  # of the budget kept for exploration-only items
     lease: str = "15m"  # how long a claim holds an item before it returns to the queue
 
     def __post_init__(self) -> None:
-        for key in ("exploration_rate", "uncertain_band", "uncertain_rate"):
+        for key in (
+            "exploration_rate", "uncertain_band", "uncertain_rate", "disagreement_rate",
+            "drift_rate", "overlap_rate", "exploration_share",
+        ):  # fmt: skip
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
                 raise ConfigError(f"[review].{key} must be a number in [0, 1]. Got {v!r}.")
         n = self.daily_budget
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 1_000_000:
             raise ConfigError(f"[review].daily_budget must be an int from 0 to 1000000. Got {n!r}.")
+        if not isinstance(self.value_field, str):
+            raise ConfigError(
+                f"[review].value_field must be a field name. Got {self.value_field!r}."
+            )
         try:
             parse_duration(self.lease, what="[review].lease")
         except MinderError as exc:
@@ -280,6 +300,13 @@ def load_project(root: str | Path) -> Project:
     if builtin is not None and builtin not in BUILTIN_SETS:
         raise ConfigError(
             f"[features].builtin in {path} is {builtin!r}. Allowed: {', '.join(BUILTIN_SETS)}."
+        )
+    value_field = review.get("value_field", "")
+    if value_field and fields.get(value_field) not in ("float", "int"):
+        numeric = [n for n, t in fields.items() if t in ("float", "int")]
+        raise ConfigError(
+            f"[review].value_field in {path} is {value_field!r}; it must name a numeric event "
+            f"field: one of {', '.join(numeric) or '(none declared)'}."
         )
     return Project(
         root=base,

@@ -4,9 +4,12 @@ does; bad input gets a clear message."""
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from modelminder.errors import MinderError
@@ -257,3 +260,52 @@ def test_one_event_from_year_one_does_not_break_the_default_range(
     assert any("1 served event(s) dated far from the rest were left out" in n
                for n in report.notes), report.notes  # fmt: skip
     assert report.windows.get_column("window_start").min() >= START * DAY
+
+
+def test_review_labels_are_reported_naive_and_corrected(
+    steady: tuple[Project, MonitorReport], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from modelminder.cli import app
+    from modelminder.events.predictions import Prediction
+    from modelminder.project import load_project
+    from modelminder.review.queue import ReviewError, ReviewQueue
+
+    shutil.copytree(steady[0].root, tmp_path / "p")  # the fixture's project stays as it was
+    project = load_project(tmp_path / "p")
+    with project.open_log() as log:
+        served = PredictionTopic(log).frame(features=False)
+        charged = set(log.read("labels").get_column("event_id").to_list())
+        queue = ReviewQueue(log, project.review)
+        days = served.with_columns(day=pl.col("ts") // DAY)
+        for day in days.partition_by("day", maintain_order=True):
+            preds = [
+                Prediction(r["event_id"], r["ts"], r["model_version"], "champion", r["score"],
+                           r["decision"], 0, [], [])
+                for r in day.iter_rows(named=True)
+            ]  # fmt: skip
+            rows = {r["event_id"]: {"ts": r["ts"]} for r in day.iter_rows(named=True)}
+            queue.consider(preds, rows, now=int(day.get_column("ts").max()))
+        now = int(served.get_column("ts").max())
+        reviewed = 0
+        for _ in range(60):  # a reviewer who knows the truth the chargebacks tell
+            try:
+                item = queue.claim("ann", now=now)
+            except ReviewError:
+                break
+            verdict = "fraud" if item.event_id in charged else "legit"
+            queue.label(item.item_id, "ann", verdict, now=now)
+            reviewed += 1
+    assert reviewed == 60
+    report = run_monitor(project, record_alerts=False)
+    assert report.review is not None
+    est = report.review["estimates"]
+    assert report.review["by_review"] + report.review["by_other_source"] == est["items"]
+    assert est["recall"]["naive"]["method"] == "naive-wilson"
+    assert est["recall"]["corrected"]["method"] == "hajek-fieller"
+    assert est["fraud_rate"]["corrected"]["value"] < est["fraud_rate"]["naive"]["value"]
+    table = CliRunner().invoke(app, ["monitor", "--project", str(project.root)])
+    assert "From human review labels" in table.stdout
+    assert "on reviewed items, as they are (naive)" in table.stdout
+    assert "over all traffic, corrected for selection" in table.stdout

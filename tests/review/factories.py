@@ -32,5 +32,6 @@ def queued_project(root: Path, ids: tuple[str, ...] = ("e0", "e1", "e2")) -> Pat
             })
         )  # fmt: skip
         served = [Prediction(e, NOW, "v1", "champion", 0.95, "block", 0, [], []) for e in ids]
-        ReviewQueue(log, project.review).consider(served, dict.fromkeys(ids, NOW), now=NOW)
+        rows = {e: {"ts": NOW} for e in ids}
+        ReviewQueue(log, project.review).consider(served, rows, now=NOW)
     return root

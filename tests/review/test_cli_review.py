@@ -19,17 +19,32 @@ def test_queue_next_label_stats(tmp_path: Path) -> None:
     assert listed.exit_code == 0 and "3 review item(s)" in listed.output
     claimed = run.invoke(app, ["review", "next", "--reviewer", "alice", "--project", root])
     assert claimed.exit_code == 0 and "leased by alice" in claimed.output
+    held = claimed.output.split("event ")[1].split()[0]  # alice's item: bob takes another
+    other = next(e for e in ("e0", "e1", "e2") if e != held)
+    taken = run.invoke(
+        app, ["review", "label", held, "fraud", "--reviewer", "bob", "--project", root]
+    )
+    assert taken.exit_code != 0 and "held by alice" in str(taken.exception)
     labelled = run.invoke(
-        app, ["review", "label", "e2", "fraud", "--reviewer", "bob", "--project", root]
+        app, ["review", "label", other, "fraud", "--reviewer", "bob", "--project", root]
     )
     assert labelled.exit_code == 0, labelled.output
     assert "closed by bob" in labelled.output
     bad = run.invoke(
-        app, ["review", "label", "e2", "legit", "--reviewer", "bob", "--project", root]
+        app, ["review", "label", other, "legit", "--reviewer", "bob", "--project", root]
     )
     assert bad.exit_code != 0 and "already closed" in str(bad.exception)
+    # A correction is a new label (the next revision), never an overwrite.
+    fixed = run.invoke(
+        app, ["review", "correct", other, "legit", "--note", "receipt found", "--reviewer",
+              "carol", "--project", root],
+    )  # fmt: skip
+    assert fixed.exit_code == 0, fixed.output
     stats = run.invoke(app, ["review", "stats", "--project", root])
-    assert "reviewed today" in stats.output and "fraud 1" in stats.output
+    assert "reviewed today: 1 of 200" in stats.output and "legit 1" in stats.output
     with load_project(root).open_log() as log:
         labels = log.read("labels")
-    assert labels.select("event_id", "is_fraud", "source").rows() == [("e2", 1.0, "review")]
+    columns = ("event_id", "is_fraud", "source", "revision", "reviewer", "note")
+    assert labels.select(columns).rows() == [
+        (other, 1.0, "review", 0, "bob", ""), (other, 0.0, "review", 1, "carol", "receipt found")
+    ]  # fmt: skip

@@ -19,7 +19,9 @@ from modelminder.review.queue import ReviewError, ReviewQueue, UnknownItem
 
 MIN = 60_000_000
 NOW = 1_780_000_000_000_000
-CFG = ReviewConfig(exploration_rate=0.0, uncertain_rate=1.0, daily_budget=100, lease="15m")
+CFG = ReviewConfig(
+    exploration_rate=0.0, uncertain_rate=1.0, overlap_rate=0.0, daily_budget=100, lease="15m"
+)
 SCHEMA = EventSchema({"card_id": "str"})
 
 
@@ -51,7 +53,7 @@ def _queue(path: Path, n: int = 6, cfg: ReviewConfig = CFG) -> tuple[EventLog, R
     )  # fmt: skip
     queue = ReviewQueue(log, cfg)
     served = [_pred(f"e{i}", 0.9, "block") for i in range(n)] + [_pred("x", 0.22, "review")]
-    queue.consider(served, {p.event_id: NOW - MIN for p in served}, now=NOW)
+    queue.consider(served, {p.event_id: {"ts": NOW - MIN} for p in served}, now=NOW)
     return log, queue
 
 
@@ -61,7 +63,7 @@ def test_selection_is_recorded_with_its_probability(tmp_path: Path) -> None:
     queue = ReviewQueue(log, cfg)
     served = [_pred(f"e{i}", 0.21, "review") for i in range(400)]
     served += [_pred("b", 0.95, "block")]
-    queue.consider(served, dict.fromkeys((p.event_id for p in served), NOW), now=NOW)
+    queue.consider(served, {p.event_id: {"ts": NOW} for p in served}, now=NOW)
     items = {i.event_id: i for i in queue.items(now=NOW, limit=10_000)}
     assert items["b"].propensity == 1.0 and "must_review" in items["b"].reasons
     for i in range(400):  # recomputable: exactly the events whose draws fell under the rates
@@ -71,7 +73,7 @@ def test_selection_is_recorded_with_its_probability(tmp_path: Path) -> None:
         if chosen:
             assert items[e].propensity == pytest.approx(1 - 0.7 * 0.5)
     # Retrying the same predictions queues nothing twice.
-    queue.consider(served, dict.fromkeys((p.event_id for p in served), NOW), now=NOW)
+    queue.consider(served, {p.event_id: {"ts": NOW} for p in served}, now=NOW)
     assert len(queue.items(now=NOW, limit=10_000)) == len(items)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from modelminder.clock import SimulatedClock
 from modelminder.errors import SchemaError
+from modelminder.events.schema import validate_label_rows
 from modelminder.logreplay import replay_log
 from modelminder.project import Project
 from modelminder.serving.service import Loaded, Service
@@ -71,7 +72,7 @@ def test_a_failed_batch_leaves_no_trace_in_the_live_state(
         service.close()
 
 
-def test_retried_and_early_labels_count_once_and_like_replay(
+def test_retried_early_and_second_source_labels_count_once_and_like_replay(
     setup: tuple[Project, World, int],
 ) -> None:
     project, world, cut = setup
@@ -92,6 +93,12 @@ def test_retried_and_early_labels_count_once_and_like_replay(
         }
         for _ in range(3):  # the same label, re-sent: counted once
             assert service.add_labels([label])["appended"] == (1 if _ == 0 else 0)
+        # A second source for the same event (a reviewer agrees, then corrects to legit):
+        # logged, but the features keep the first known label (events.outcomes.first_known).
+        review = {**label, "source": "review"}
+        assert service.add_labels([review])["appended"] == 1
+        correction = validate_label_rows([review])[0] | {"is_fraud": 0.0, "revision": 1}
+        assert service.log_labels([correction | {"reviewer": "ann"}])["appended"] == 1
         # A label that arrives before its event (known 10 s before the event happens)...
         early_label = {
             **label,
@@ -99,13 +106,13 @@ def test_retried_and_early_labels_count_once_and_like_replay(
             "label_ts": (early["ts"] - dt.timedelta(seconds=10)).isoformat(),
         }
         clock.advance_to((early["ts"] - epoch) // us - 10_000_000)
-        service.add_labels([early_label])
+        service.add_labels([early_label, {**early_label, "source": "review"}])  # both wait
         clock.advance_to((early["ts"] - epoch) // us)
         service.predict([_body(early)])  # ... is folded when the event arrives
         clock.advance_to((later["ts"] - epoch) // us)
         served = service.predict([_body(later)])[0]
         frauds_7d = served["features"][project.plan().names.index("merchant_frauds_7d")]
-        assert frauds_7d == 2.0  # both labels, each once
+        assert frauds_7d == 2.0  # two events, each counted once whatever its labels
         with pytest.raises(SchemaError, match="'is_fraud' must be 0 or 1"):
             service.add_labels([{**label, "is_fraud": 5.0}])
         _served_equals_replay(service, project, [r["event_id"] for r in (first, early, later)])
@@ -127,5 +134,43 @@ def test_a_failing_shadow_never_blocks_serving(setup: tuple[Project, World, int]
         result = service.predict([event])[0]
         service.flush_shadow()  # returns although the shadow failed
         assert result["role"] == "champion" and service.shadow_errors == 1
+    finally:
+        service.close()
+
+
+def test_a_shadow_that_disagrees_sends_events_to_review(
+    setup: tuple[Project, World, int],
+) -> None:
+    from modelminder.review.policies import Candidate, rates
+
+    project, world, cut = setup
+    service = Service(project)
+    try:
+        champion = service.champion
+        assert champion is not None
+
+        class Contrary:  # decides the opposite of the champion on every event
+            def predict(self, X: Any) -> Any:
+                return 1.0 - champion.model.predict(X)
+
+        service.shadow = Loaded("vS", Contrary())  # type: ignore[arg-type]
+        events = [_body(r) for r in world.events.slice(cut + 300, 120).to_dicts()]
+        served = service.predict(events)
+        service.flush_shadow()  # review selection waits for the shadow's decisions
+        items = {i.event_id: i for i in service.review.items(now=2**62, limit=10_000)}
+        thresholds = (service.policy.review_at, service.policy.block_at)
+        disagreeing = 0
+        for s in served:
+            shadow = service.policy.decide(1.0 - s["score"])
+            c = Candidate(s["event_id"], s["score"], s["decision"], shadow_decision=shadow)
+            p = rates(c, thresholds, project.review)
+            if s["event_id"] in items:
+                item = items[s["event_id"]]
+                expected = 1.0
+                for r in p.values():
+                    expected *= 1.0 - r
+                assert item.propensity == pytest.approx(1.0 - expected)
+                disagreeing += "disagreement" in item.reasons
+        assert disagreeing >= 20  # half of ~120 disagreeing events, drawn by hash
     finally:
         service.close()

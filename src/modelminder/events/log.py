@@ -29,6 +29,7 @@ import polars as pl
 
 from modelminder.clock import Clock, WallClock
 from modelminder.errors import LogError, SchemaError
+from modelminder.events.outcomes import first_known
 from modelminder.events.schema import EventSchema, normalize, normalize_labels, refuse_ahead
 from modelminder.store.migrations import migrate
 from modelminder.store.migrations.log import migrations as log_migrations
@@ -78,8 +79,17 @@ def _check_topic(topic: str) -> None:
 def _label_insert(label: str) -> RowInsert:
     return RowInsert(
         "labels",
-        {"event_id": "str", label: "float", "label_ts": "int", "known_at": "int", "source": "str"},
-        "ON CONFLICT(event_id, source) DO NOTHING",
+        {
+            "event_id": "str",
+            label: "float",
+            "label_ts": "int",
+            "known_at": "int",
+            "source": "str",
+            "revision": "int",
+            "reviewer": "str",
+            "note": "str",
+        },
+        "ON CONFLICT(event_id, source, revision) DO NOTHING",
     )
 
 
@@ -195,7 +205,17 @@ class EventLog:
             kept = [
                 c
                 for c in columns
-                if c not in ("offset", "event_id", "label_ts", "known_at", "source")
+                if c
+                not in (
+                    "offset",
+                    "event_id",
+                    "label_ts",
+                    "known_at",
+                    "source",
+                    "revision",
+                    "reviewer",
+                    "note",
+                )
             ]
             raise LogError(
                 f"The log at {self.path} stores labels named {', '.join(map(repr, kept))}, but "
@@ -253,7 +273,9 @@ class EventLog:
     ) -> list[bool]:
         """Append a few labels arriving live (already normalized: ``label_ts`` in UTC
         microseconds), known from ``max(label_ts, received_at_us)``; for each, whether it was
-        new (False: already logged for the same event and source)."""
+        new (False: already logged for the same event, source and revision). A row may carry
+        ``revision`` (default 0: a correction from the same source is the next revision),
+        ``reviewer`` and ``note`` (review labels)."""
         self.refuse_future_labels(rows)
         label = self.schema.label
         inserted = []
@@ -263,7 +285,8 @@ class EventLog:
                 row = {
                     "event_id": r["event_id"], label: float(r[label]),
                     "label_ts": label_ts, "known_at": max(label_ts, int(received_at_us)),
-                    "source": r["source"],
+                    "source": r["source"], "revision": int(r.get("revision", 0)),
+                    "reviewer": str(r.get("reviewer", "")), "note": str(r.get("note", "")),
                 }  # fmt: skip
                 inserted.append(self._label_insert.run(self._db, row) == 1)
         return inserted
@@ -287,7 +310,7 @@ class EventLog:
         batch = batch.select("event_id", label, "label_ts", known.alias("known_at"), "source")
         sql = (
             f"INSERT INTO labels (event_id, {_ident(label)}, label_ts, known_at, source) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(event_id, source) DO NOTHING"
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(event_id, source, revision) DO NOTHING"
         )
         return self._insert("labels", batch, sql, progress)
 
@@ -445,6 +468,9 @@ class EventLog:
                 "label_ts": pl.Int64,
                 "known_at": pl.Int64,
                 "source": pl.String,
+                "revision": pl.Int64,
+                "reviewer": pl.String,
+                "note": pl.String,
             }
         elif topic == "audit":
             schema = {
@@ -495,15 +521,35 @@ class EventLog:
                 )
 
     def feature_labels(self) -> pl.DataFrame:
-        """The labels that label-aware features count: the labels topic without the expired
-        ones (:meth:`expire_labels`), in offset order."""
+        """The labels that label-aware features count, in offset order: of each event's
+        labels that did not expire (:meth:`expire_labels`), the first known (ties: the first
+        logged) -- :func:`modelminder.events.outcomes.first_known`."""
         labels = self.read("labels")
-        if not self._fetch("SELECT 1 FROM label_expiry LIMIT 1"):
-            return labels
-        expired = pl.DataFrame(self._db.arrow("SELECT event_id, source FROM label_expiry")).cast(
-            pl.String
-        )
-        return labels.join(expired, on=["event_id", "source"], how="anti", maintain_order="left")
+        if self._fetch("SELECT 1 FROM label_expiry LIMIT 1"):
+            expired = pl.DataFrame(
+                self._db.arrow("SELECT event_id, source FROM label_expiry")
+            ).cast(pl.String)
+            labels = labels.join(
+                expired, on=["event_id", "source"], how="anti", maintain_order="left"
+            )
+        return first_known(labels)
+
+    def feature_labelled(self, event_ids: Sequence[str]) -> set[str]:
+        """Those of ``event_ids`` that already have a label counted by label-aware features
+        (one that did not expire): a later label for them is not counted again."""
+        found: set[str] = set()
+        ids = [str(i) for i in event_ids]
+        for start in range(0, len(ids), 500):  # SQLite caps bound parameters per statement
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self._fetch(
+                f"SELECT DISTINCT l.event_id FROM labels l LEFT JOIN label_expiry x ON "
+                "x.event_id = l.event_id AND x.source = l.source "
+                f"WHERE x.event_id IS NULL AND l.event_id IN ({marks})",
+                chunk,
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
 
     def events_by_id(self, event_ids: Sequence[str]) -> pl.DataFrame:
         """The logged events among ``event_ids`` (any order; unknown ids are absent)."""

@@ -7,7 +7,9 @@ three cannot drift apart.
 For each event, as of ``as_of`` (UTC microseconds):
 
 * the labels known by then are those with ``known_at <= as_of``; when several are known, the
-  latest known wins (ties: the one logged later);
+  one of the highest-ranked source wins (:func:`source_rank`: an outcome from the world, such
+  as a chargeback, outranks a human review), and among those the latest known (ties: the one
+  logged later) -- so a reviewer's correction, a later revision, replaces their first verdict;
 * the event is *mature* once ``ts + maturity <= as_of``;
 * ``outcome`` is the known label's value (1 or 0); with no label, 0 if the policy is
   ``negative_after_maturity`` and the event is mature (in card fraud: no chargeback within
@@ -24,6 +26,13 @@ For each event, as of ``as_of`` (UTC microseconds):
 
 Monitors use ``outcome`` as it stands (an early chargeback is evidence as soon as it arrives);
 training and evaluation keep only the ``usable`` rows.
+
+Label-aware features (e.g. "frauds on this merchant in the last 7 days") follow a simpler rule,
+:func:`first_known`: an event counts with its *first known* label, from the time it became
+known, and is never counted twice or taken back. Replay and the live service apply it alike, so
+a review that says fraud today and a chargeback that says the same next month count once; a
+later label that disagrees changes outcomes (training, evaluation, monitoring), not the
+features already served.
 """
 
 from __future__ import annotations
@@ -100,21 +109,71 @@ def latest_time(max_event_ts: int | None, labels: pl.DataFrame) -> int:
     return max(int(max_event_ts or 0), int(newest) if newest is not None else 0)  # type: ignore[arg-type]
 
 
+REVIEW_SOURCE = "review"
+
+
+def source_rank(source: pl.Expr) -> pl.Expr:
+    """The precedence of a label's source: 0 for a human review (``source = "review"``), 1 for
+    every other source (chargebacks, confirmed reports: outcomes from the world). The
+    higher rank wins, whatever the order the labels arrived in.
+
+    Examples
+    --------
+    >>> frame = pl.DataFrame({"source": ["review", "chargeback"]})
+    >>> frame.select(source_rank(pl.col("source"))).to_series().to_list()
+    [0, 1]
+    """
+    return pl.when(source == REVIEW_SOURCE).then(pl.lit(0, pl.Int8)).otherwise(pl.lit(1, pl.Int8))
+
+
 def known_labels(labels: pl.DataFrame, as_of: int, value: str) -> pl.DataFrame:
-    """Per event, the labels known by ``as_of``: ``event_id, value`` (the latest known),
-    ``first_known_at`` and ``last_known_at``. ``labels`` is the log's labels topic (in log
-    order) with the label column named ``value``."""
+    """Per event, the labels known by ``as_of``: ``event_id, value`` (the winner: highest
+    source rank, then latest known, then latest logged), ``first_known_at`` and
+    ``last_known_at``. ``labels`` is the log's labels topic (in log order) with the label
+    column named ``value``; without a ``source`` column all labels rank alike.
+
+    Examples
+    --------
+    >>> labels = pl.DataFrame({
+    ...     "event_id": ["a", "a", "a"], "y": [0.0, 1.0, 0.0],
+    ...     "known_at": [1, 2, 3], "source": ["chargeback", "review", "review"]})
+    >>> known_labels(labels, 9, "y").select("value", "first_known_at", "last_known_at").row(0)
+    (0.0, 1, 3)
+    """
+    rank = source_rank(pl.col("source")) if "source" in labels.columns else pl.lit(0, pl.Int8)
     return (
         labels.filter(pl.col("known_at") <= as_of)
         .with_row_index("_order")
+        .with_columns(rank.alias("_rank"))
         .sort("known_at", "_order")
         .group_by("event_id")
         .agg(
-            pl.col(value).last().cast(pl.Float64).alias("value"),
+            pl.col(value)
+            .sort_by("_rank", "known_at", "_order")
+            .last()
+            .cast(pl.Float64)
+            .alias("value"),
             pl.col("known_at").min().alias("first_known_at"),
             pl.col("known_at").last().alias("last_known_at"),
         )
     )
+
+
+def first_known(labels: pl.DataFrame) -> pl.DataFrame:
+    """The labels label-aware features count: each event's first known label (ties: the
+    first logged), in the order given.
+
+    Examples
+    --------
+    >>> labels = pl.DataFrame({"event_id": ["a", "b", "a"], "known_at": [5, 1, 2]})
+    >>> first_known(labels).rows()
+    [('b', 1), ('a', 2)]
+    """
+    if labels.height == 0:
+        return labels
+    order = labels.with_row_index("_order")
+    first = order.sort("known_at", "_order").unique("event_id", keep="first")
+    return first.sort("_order").drop("_order")
 
 
 def outcomes(

@@ -39,6 +39,9 @@ from modelminder.monitoring.drift import DriftReport
 from modelminder.project import Project
 from modelminder.registry import Registry
 from modelminder.registry.store import ModelRecord
+from modelminder.review.estimate import estimate_review_metrics
+from modelminder.review.queue import ReviewQueue
+from modelminder.review.sample import review_sample
 
 __all__ = ["MonitorConfig", "MonitorReport", "run_monitor"]
 Progress = Callable[[str], None]
@@ -58,6 +61,8 @@ class MonitorReport:
     notes: list[str]
     # version -> error stream -> {"labels": n, detector: [window starts where it signalled]}
     detectors: dict[str, Any] = field(default_factory=dict)
+    # Metrics from human review labels, naive and corrected for selection (None: no reviews)
+    review: dict[str, Any] | None = None
 
     @property
     def open_severe(self) -> list[Alert]:
@@ -73,6 +78,7 @@ class MonitorReport:
             "skew": self.skew,
             "notes": self.notes,
             "detectors": self.detectors,
+            "review": self.review,
             "drift": {
                 version: jsonable(rep.features.to_dicts()) for version, rep in self.drift.items()
             },
@@ -191,13 +197,31 @@ def run_monitor(
             say("replaying the log for the skew check")
             skew, skew_alerts = findings.skew_check(log, plan, served, cfg.skew_sample, size)
             alerts += skew_alerts
+        review = _review_metrics(log, project, as_of)
         folded = _mark_open(fold(alerts, size), served.filter(complete), size, as_of)
         new = AlertLog(log).record(folded) if record_alerts else []
     for sink in sinks:
         sink.deliver(new)
     # (every row's type from all rows: the first windows may have no measured value yet)
     windows = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
-    return MonitorReport(cfg, as_of, windows, drift, folded, new, skew, notes, detectors)
+    return MonitorReport(cfg, as_of, windows, drift, folded, new, skew, notes, detectors, review)
+
+
+def _review_metrics(log: EventLog, project: Project, as_of: int) -> dict[str, Any] | None:
+    """Precision, recall and fraud rate from the review queue's labels, on the reviewed
+    items as they are and corrected for how they were selected (:mod:`modelminder.review`)."""
+    sample = review_sample(ReviewQueue(log, project.review), now=as_of)
+    if sample.items.height == 0:
+        return None
+    return {
+        "estimates": estimate_review_metrics(sample.items).to_json(),
+        "queued": sample.queued,
+        "by_review": sample.by_review,
+        "by_other_source": sample.by_other_source,
+        "unsure": sample.unsure,
+        "outside": sample.outside,
+        "unobserved": sample.unobserved,
+    }
 
 
 # -- inputs -------------------------------------------------------------------------------

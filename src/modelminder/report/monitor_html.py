@@ -96,6 +96,8 @@ def render(report: MonitorReport) -> str:
         estimate=est,
         estimate_note=_ESTIMATE_NOTE,
         timeline=timeline,
+        review=_review_rows(report.review),
+        review_counts=report.review,
         alerts=[_alert_row(a, size) for a in _alert_order(report.alerts)],
         figures=page.script(),
         config=PLOT_CONFIG,
@@ -617,6 +619,22 @@ def _share(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.1%}"
 
 
+def _review_rows(review: dict[str, Any] | None) -> list[dict[str, str]]:
+    """Precision, recall and fraud rate from review labels: naive and corrected."""
+    if review is None:
+        return []
+
+    def cell(e: dict[str, Any]) -> str:
+        return f"{_num(e['value'])} [{_num(e['low'])}, {_num(e['high'])}] (n = {e['n']:,})"
+
+    est = review["estimates"]
+    return [
+        {"metric": name.replace("_", " "), "naive": cell(est[name]["naive"]),
+         "corrected": cell(est[name]["corrected"])}
+        for name in ("precision", "recall", "fraud_rate")
+    ]  # fmt: skip
+
+
 def _text(value: str) -> str:
     """Data text for plotly's labels and hovers, which read a little HTML: escaped."""
     return html.escape(str(value), quote=False)
@@ -659,7 +677,8 @@ nav a { margin-right: 1rem; }
 {% if header.notes %}<h3>Notes</h3>
 <ul>{% for n in header.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 <nav><a href="#drift">Drift</a><a href="#performance">Performance</a>
-<a href="#estimate">Estimate vs actual</a><a href="#alerts">Alerts</a></nav>
+<a href="#estimate">Estimate vs actual</a><a href="#review">Review</a>
+<a href="#alerts">Alerts</a></nav>
 </header>
 {% macro parts(items) %}{% for p in items %}
 <h3>Model {{ p.version }}</h3>
@@ -687,6 +706,21 @@ outcome is known (labels arrive late, so recent windows are thin).</p>
 <h2>Estimate vs actual</h2>
 <p class="note">{{ estimate_note }}</p>
 {% call(p) parts(estimate) %}{% endcall %}
+</section>
+<section id="review">
+<h2>From human review labels</h2>
+{% if review %}<p>Reviewed items are not a random sample of traffic (every blocked event is
+queued, uncertain ones often, the rest at the exploration rate), so the same labels give two
+answers: on the reviewed items as they are, and over all traffic with each item weighted by
+1 / P(reviewed). 95% intervals.</p>
+<table><tr><th>Metric</th><th>On reviewed items, as they are (naive)</th>
+<th>Over all traffic, corrected for selection</th></tr>
+{% for r in review %}<tr><td>{{ r.metric }}</td><td>{{ r.naive }}</td>
+<td>{{ r.corrected }}</td></tr>{% endfor %}</table>
+<p>{{ review_counts.queued }} queued; outcomes from reviews {{ review_counts.by_review }},
+from other sources (e.g. chargebacks) {{ review_counts.by_other_source }}; unsure
+{{ review_counts.unsure }}; not yet known {{ review_counts.unobserved }}.</p>
+{% else %}<p class="empty">No review labels yet (minder review next).</p>{% endif %}
 </section>
 <section id="alerts">
 <h2>Alerts timeline</h2>

@@ -219,7 +219,9 @@ def estimate_review_metrics(
         Coverage of the intervals, in (0, 1).
     reviewer_accuracy
         When given, labels are corrected for reviewer error; when None, the corrected
-        numbers estimate the metrics as the reviewers would label all traffic.
+        numbers estimate the metrics as the reviewers would label all traffic. With a
+        ``source`` column, only rows whose source is ``review`` are corrected (an
+        outcome from elsewhere, e.g. a chargeback, is taken as exact).
 
     Returns
     -------
@@ -256,6 +258,9 @@ def estimate_review_metrics(
         y, noise = label, np.zeros_like(label)
     else:
         y, noise = _unbiased_labels(label, reviewer_accuracy)
+        if "source" in items.columns:  # labels from elsewhere (chargebacks) are not reviews
+            exact = (items.get_column("source") != "review").to_numpy()
+            y, noise = np.where(exact, label, y), np.where(exact, 0.0, noise)
     corrected = CORRECTED if reviewer_accuracy is None else CORRECTED_ACCURACY
     ones = np.ones_like(label)
     # (numerator, denominator) per metric; the naive ones use the labels as given.

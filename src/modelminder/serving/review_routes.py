@@ -5,7 +5,6 @@ no trust in a name the client sends. Handlers are plain ``def``: the queue's SQL
 in FastAPI's thread pool, off the event loop that serves predictions.
 """
 
-import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -45,13 +44,6 @@ class VerdictIn(BaseModel):
     note: str = Field(default="", max_length=1000)
 
 
-def _iso_ts(row: dict[str, Any]) -> dict[str, Any]:
-    # The live label door takes times as ISO-8601 text, to the microsecond.
-    t = _EPOCH + dt.timedelta(microseconds=int(row["label_ts"]))
-    return row | {"label_ts": t.isoformat().replace("+00:00", "Z")}
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_ID = 2**62  # item ids are SQLite integers
 
 
@@ -102,6 +94,6 @@ def add_review_routes(
         log (source review) and reach the live label-aware features at once."""
         item = service.review.label(
             item_id, caller(request), body.verdict, now=service.clock.now_us(), note=body.note,
-            append_labels=lambda rows: service.add_labels([_iso_ts(r) for r in rows]),
+            append_labels=service.log_labels,
         )  # fmt: skip
         return ItemOut(**item.to_dict())

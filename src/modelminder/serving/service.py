@@ -33,8 +33,11 @@ from modelminder.events.predictions import (
 from modelminder.events.schema import refuse_ahead, validate_label_rows, validate_rows
 from modelminder.logreplay import engine_from_log
 from modelminder.model.ensemble import Ensemble
+from modelminder.model.reference import Reference
+from modelminder.monitoring.alerts import Alert, AlertLog
 from modelminder.project import Project
 from modelminder.registry import Registry, changes
+from modelminder.review.policies import DriftTarget
 from modelminder.review.queue import ReviewQueue
 from modelminder.serving.store import ServingStore
 from modelminder.serving.waiting import WaitingLabels
@@ -81,6 +84,40 @@ class Loaded:
     model: Ensemble
 
 
+_TARGETS_EVERY_US = 300_000_000  # how often open drift alerts are re-read for review
+
+
+def drift_targets(
+    alerts: Sequence[Alert], reference: Reference | None, names: Sequence[str], version: str
+) -> tuple[DriftTarget, ...]:
+    """The review queue's drift targets for the open data-drift alerts on ``version``'s
+    numeric features: outside each drifted feature's training 5-95% range."""
+    if reference is None:
+        return ()
+    ranges = {n.name: _central(n.grid, n.counts) for n in reference.numeric}
+    drifted = {
+        a.subject for a in alerts
+        if a.open and a.kind == "data_drift" and a.model_version == version
+    }  # fmt: skip
+    return tuple(
+        DriftTarget(f, names.index(f), *ranges[f])
+        for f in sorted(drifted)
+        if f in ranges and f in names
+    )
+
+
+def _central(grid: Any, counts: Any) -> tuple[float, float]:
+    """The reference's 5-95% range from its quantile grid and cell counts (ties merged, so
+    the grid may hold fewer than 101 points): the grid points where the share below first
+    reaches 5% and 95%, widened to the cells' edges. Cell j (j >= 1) holds values in
+    ``[g_(j-1), g_j)``."""
+    share = np.cumsum(np.asarray(counts, dtype=float))
+    share = share / share[-1] if share[-1] > 0 else share
+    g = np.asarray(grid, dtype=float)
+    low, high = np.searchsorted(share, [0.05, 0.95])  # the cells holding each quantile
+    return float(g[max(int(low) - 1, 0)]), float(g[min(int(high), len(g) - 1)])
+
+
 class Service:
     """The live loop for one project (one process; calls are serialized by a lock).
 
@@ -120,6 +157,7 @@ class Service:
         self.log = project.open_log(self.clock)  # one clock: the log's "now" is the service's
         self._lock = threading.RLock()
         self._closed = False
+        self._targets_at = 0
         self.shadow_errors = 0
         self.champion: Loaded | None = None
         self.shadow: Loaded | None = None
@@ -137,7 +175,7 @@ class Service:
                 self.store.close()
             self.log.close()
             raise
-        self._shadow_queue: queue.Queue[tuple[list[Prediction], Any] | None] = queue.Queue()
+        self._shadow_queue: queue.Queue[tuple[list[Prediction], Any, Any] | None] = queue.Queue()
         self._shadow_thread = threading.Thread(target=self._shadow_worker, daemon=True)
         self._shadow_thread.start()
 
@@ -193,6 +231,26 @@ class Service:
         shadow = load("shadow") or load("challenger")
         with self._lock:
             self.champion, self.shadow = champion, shadow
+        self.refresh_review_targets()
+
+    def refresh_review_targets(self) -> None:
+        """Point the review queue's drift policy at the open data-drift alerts on the
+        champion's features: values outside the training's 5-95% range of a drifted feature
+        (:class:`~modelminder.review.policies.DriftTarget`). Called when models change, when
+        the monitor runs here, and every few minutes while serving (alerts recorded by
+        ``minder monitor`` in another process count too)."""
+        self._targets_at = self.clock.now_us()
+        champion = self.champion
+        if champion is None:
+            self.review.drift_targets = ()
+            return
+        with Registry.open(self.project.root) as reg:
+            reference = reg.get(champion.version).card.reference
+        with self._lock:
+            alerts = AlertLog(self.log).read()
+        self.review.drift_targets = drift_targets(
+            alerts, reference, self.plan.names, champion.version
+        )
 
     @property
     def ready(self) -> bool:
@@ -242,8 +300,10 @@ class Service:
     def _fold(self, row: dict[str, Any]) -> Any:
         """Fold one new event into the live state (after any label that arrived before it,
         as replay does); its features as a vector."""
-        for w in self._waiting.pop(row["event_id"]):
-            self.engine.add_label(row, w.value, w.known_at)
+        waiting = self._waiting.pop(row["event_id"])
+        if waiting:  # the first known counts (events.outcomes.feature_label_rule)
+            first = min(waiting, key=lambda w: w.known_at)
+            self.engine.add_label(row, first.value, first.known_at)
         return self.engine.process_vector(row)
 
     @contextmanager
@@ -340,12 +400,16 @@ class Service:
                     served.append(p)
                     results[at] = p.to_dict() | {"duplicate": False}
             self.predictions.append(served)
-            if served:  # human review samples what was served, in the same commit
-                ts_of = {r["event_id"]: r["ts"] for r in rows}
-                self.review.consider(served, ts_of, now=served[0].served_at)
+            by_id = {r["event_id"]: r for r in rows}
+            if served and served[0].served_at - self._targets_at > _TARGETS_EVERY_US:
+                self.refresh_review_targets()
+            if served and self.shadow is None:  # review samples what was served, same commit
+                self.review.consider(served, by_id, now=served[0].served_at)
             self.last_batch_seconds = time.perf_counter() - started
         if self.shadow is not None and served:  # only once the events are committed
-            self._shadow_queue.put((served, self.shadow))
+            # With a shadow, review sampling waits for its decisions (the disagreement
+            # policy needs both); the worker queues them a moment later.
+            self._shadow_queue.put((served, self.shadow, by_id))
         return [r for r in results if r is not None]
 
     def _previous(self, event_id: str) -> dict[str, Any]:
@@ -363,30 +427,32 @@ class Service:
             try:
                 if item is None:
                     return
-                served, shadow = item
-                X = np.array([[math.nan if v is None else v for v in p.features] for p in served])
-                scores = shadow.model.predict(X)
-                self.predictions.append(
-                    [
-                        Prediction(
-                            p.event_id,
-                            self.clock.now_us(),
-                            shadow.version,
-                            "shadow",
-                            float(s),
-                            self.policy.decide(float(s)),
-                            0,
-                            p.features,
-                            [],
-                        )
-                        for p, s in zip(served, scores, strict=True)
-                    ]
-                )
+                served, shadow, rows = item
+                decided: dict[str, str] | None = None
+                try:
+                    decided = self._score_shadow(served, shadow)
+                finally:  # queue for review even when the shadow failed (no disagreement)
+                    with self._lock, self.log.transaction():
+                        self.review.consider(served, rows, now=served[0].served_at, shadow=decided)
             except Exception as exc:  # a broken shadow must not take serving down
                 self.shadow_errors += 1
                 logging.getLogger(__name__).warning("shadow scoring failed: %s", exc)
             finally:
                 self._shadow_queue.task_done()
+
+    def _score_shadow(self, served: list[Prediction], shadow: Loaded) -> dict[str, str]:
+        """Score served features with the shadow and record them; its decisions by event."""
+        X = np.array([[math.nan if v is None else v for v in p.features] for p in served])
+        scores = shadow.model.predict(X)
+        made = [
+            Prediction(
+                p.event_id, self.clock.now_us(), shadow.version, "shadow", float(s),
+                self.policy.decide(float(s)), 0, p.features, [],
+            )
+            for p, s in zip(served, scores, strict=True)
+        ]  # fmt: skip
+        self.predictions.append(made)
+        return {p.event_id: p.decision for p in made}
 
     def flush_shadow(self) -> None:
         """Wait until every queued shadow score is recorded (or has failed)."""
@@ -398,8 +464,13 @@ class Service:
         new ones into the label-aware state; a label whose event has not arrived yet waits for
         it (bounded: :mod:`modelminder.serving.waiting`). A re-sent label (same event and
         source) changes nothing."""
+        return self.log_labels(validate_label_rows(labels, self.log.schema.label))
+
+    def log_labels(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+        """:meth:`add_labels` for rows already validated (``label_ts`` in UTC microseconds),
+        which may also carry ``revision``, ``reviewer`` and ``note``: the review queue's
+        labels and corrections (:mod:`modelminder.review.queue`)."""
         label = self.log.schema.label
-        rows = validate_label_rows(labels, label)
         self.log.refuse_future_labels(rows)  # the log's rule, asked before any work
         now = self.clock.now_us()
         with self._lock:
@@ -412,6 +483,9 @@ class Service:
             orphans = [r["event_id"] for r in rows if r["event_id"] not in logged]
             self._waiting.admit(self.log, orphans, now)
             with self._consistent():
+                # Only an event's first known label feeds label-aware features (the rule in
+                # events.outcomes): those already counted are skipped, as replay skips them.
+                counted = self.log.feature_labelled(list(logged))
                 inserted = self.log.append_label_rows(rows, received_at_us=now)
                 fresh = [r for r, new in zip(rows, inserted, strict=True) if new]
                 for lab in fresh:
@@ -420,7 +494,8 @@ class Service:
                     event = logged.get(lab["event_id"])
                     if event is None:
                         self._waiting.add(lab["event_id"], lab["source"], value, known_at)
-                    else:
+                    elif lab["event_id"] not in counted:
+                        counted.add(lab["event_id"])
                         self.engine.add_label(event, value, known_at)
         return {"received": len(rows), "appended": len(fresh)}
 

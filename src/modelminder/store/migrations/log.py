@@ -15,6 +15,12 @@ Tables and their owners: ``log_meta``, ``events``, ``labels``, ``label_expiry`` 
    with its reasons and the probability it was selected with) and ``review_events`` (claims,
    releases, skips, labels, expiries: an item's state is the fold of its events). Both are
    append-only (:mod:`modelminder.review.queue`).
+4. ``label_corrections``: a label is identified by ``(event_id, source, revision)`` instead of
+   ``(event_id, source)``, so a correction from the same source (a reviewer changing a verdict)
+   is a new row with the next revision, never an overwrite; ``reviewer`` and ``note`` say who
+   gave a review label and why (empty for other sources). Existing labels are revision 0.
+5. ``review_overlap``: ``review_items.reviews_needed`` -- 2 for the overlap sample that two
+   reviewers label independently (their agreement), else 1.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ def migrations(fields: Mapping[str, str], label: str = "is_fraud") -> tuple[Migr
         Migration(1, "baseline", lambda db: _baseline(db, fields, label)),
         Migration(2, "alerts_as_events", _alerts_as_events),
         Migration(3, "review_queue", _review_queue),
+        Migration(4, "label_corrections", _label_corrections),
+        Migration(5, "review_overlap", _review_overlap),
     )
 
 
@@ -152,3 +160,33 @@ def _review_queue(db: Database) -> None:
     db.fetch('CREATE INDEX IF NOT EXISTS review_events_item ON review_events(item_id, "offset")')
     _immutable(db, "review_items")
     _immutable(db, "review_events")
+
+
+def _label_corrections(db: Database) -> None:
+    # SQLite cannot change a UNIQUE constraint in place: the table is rebuilt, offsets kept.
+    # The label column is the log's own (the log refuses a configuration naming another).
+    columns = [str(r[1]) for r in db.fetch("PRAGMA table_info(labels)")]
+    if "revision" in columns:  # already in this shape
+        return
+    fixed = ("offset", "event_id", "label_ts", "known_at", "source")
+    (label,) = [c for c in columns if c not in fixed]
+    col = _label_column(label)
+    db.fetch("ALTER TABLE labels RENAME TO labels_before_4")
+    db.fetch(
+        'CREATE TABLE labels ("offset" INTEGER PRIMARY KEY AUTOINCREMENT, '
+        f"event_id TEXT NOT NULL, {col} REAL NOT NULL, label_ts INTEGER NOT NULL, "
+        "known_at INTEGER NOT NULL, source TEXT NOT NULL, revision INTEGER NOT NULL DEFAULT 0, "
+        "reviewer TEXT NOT NULL DEFAULT '', note TEXT NOT NULL DEFAULT '', "
+        "UNIQUE(event_id, source, revision))"
+    )
+    db.fetch(
+        f'INSERT INTO labels ("offset", event_id, {col}, label_ts, known_at, source) '
+        f'SELECT "offset", event_id, {col}, label_ts, known_at, source FROM labels_before_4 '
+        'ORDER BY "offset"'
+    )
+    db.fetch("DROP TABLE labels_before_4")
+
+
+def _review_overlap(db: Database) -> None:
+    if "reviews_needed" not in {str(r[1]) for r in db.fetch("PRAGMA table_info(review_items)")}:
+        db.fetch("ALTER TABLE review_items ADD COLUMN reviews_needed INTEGER NOT NULL DEFAULT 1")
