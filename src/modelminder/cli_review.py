@@ -136,6 +136,62 @@ def correct(
     _show(done)
 
 
+@review_app.command("case")
+def case(
+    event_id: Annotated[str, typer.Argument(help="An event, e.g. a confirmed fraud.")],
+    label: Annotated[
+        str | None, typer.Option(help="Label the listed events: fraud, legit or unsure.")
+    ] = None,
+    events: Annotated[
+        str | None, typer.Option(help="Comma-separated event ids to label (default: all shown).")
+    ] = None,
+    note: Annotated[str, typer.Option(help="Why (kept with each label).")] = "",
+    limit: Annotated[int, typer.Option(help="At most this many events.")] = 20,
+    reviewer: ReviewerOpt = None,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """The case view: the other recent events of an event's card (its entity), with their
+    scores and labels; with --label, label them in one go (each its own label event).
+
+    Example: minder review case ev000123 --label fraud --events ev000120,ev000121
+    """
+    from modelminder.errors import SchemaError
+    from modelminder.events.predictions import PredictionTopic
+    from modelminder.project import load_project
+    from modelminder.review.case import entity_keys, history
+    from modelminder.review.queue import ReviewQueue
+
+    proj = load_project(project)
+    with proj.open_log() as log:
+        keys = entity_keys(proj.plan())
+        past = history(log, PredictionTopic(log), event_id, keys, limit=limit)
+        table = Table(title=f"{len(past)} other event(s) of {', '.join(keys)} near {event_id}")
+        for col in ("event", "time", "score", "decision", "labels"):
+            table.add_column(col)
+        for e in past:
+            table.add_row(
+                e.event_id, _when(e.ts),
+                "-" if e.served is None else f"{e.served.score:.3f}",
+                "-" if e.served is None else e.served.decision,
+                ", ".join(f"{'fraud' if x.value else 'legit'} ({x.source})" for x in e.labels),
+            )  # fmt: skip
+        out.print(table)
+        if label is None:
+            return
+        shown = [e.event_id for e in past]
+        chosen = [x.strip() for x in events.split(",") if x.strip()] if events else shown
+        strays = [x for x in chosen if x not in shown]
+        if strays:
+            raise SchemaError(
+                f"--events must be among the events shown; {strays[0]!r} is not. Shown: "
+                f"{', '.join(shown) or '(none)'}."
+            )
+        n = ReviewQueue(log, proj.review).label_events(
+            dict.fromkeys(chosen, label), _who(reviewer), now=log.clock.now_us(), note=note
+        )
+    out.print(f"{n} label(s) appended (source review), one per event.")
+
+
 @review_app.command("stats")
 def stats(project: ProjectOpt = Path(".")) -> None:
     """Items by status and reason, verdicts, reviewed today against the budget, turnaround.

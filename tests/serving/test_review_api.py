@@ -100,3 +100,54 @@ def test_roles_service_cannot_review_and_reviewer_cannot_promote(
     assert r.status_code == 403
     assert client.post("/v1/models/v1/promote", headers=_h(tokens["reviewer"])).status_code == 403
     assert client.post("/v1/models/rollback", headers=_h(tokens["reviewer"])).status_code == 403
+
+
+def test_the_case_view_labels_several_events_at_once_or_none(
+    api: tuple[TestClient, dict[str, str], Service],
+) -> None:
+    client, tokens, service = api
+    held = client.post("/v1/reviews/claim", headers=_h(tokens["admin"])).json()
+    others = [e for e in ("e0", "e1", "e2") if e != held["event_id"]]
+
+    def case(body: dict[str, Any], who: str = "reviewer") -> Any:
+        return client.post("/v1/reviews/case", headers=_h(tokens[who]), json=body)
+
+    # Refused whole, nothing written: an unknown event, an event another reviewer holds,
+    # a bad verdict, a service token.
+    assert case({"verdicts": {others[0]: "fraud", "nope": "fraud"}}).status_code == 404
+    refused = case({"verdicts": {others[0]: "fraud", held["event_id"]: "fraud"}})
+    assert refused.status_code == 409 and "held by admin token" in refused.text
+    assert case({"verdicts": {others[0]: "maybe"}}).status_code == 422
+    assert case({"verdicts": {}}).status_code == 422
+    assert case({"verdicts": {others[0]: "fraud"}}, "service").status_code == 403
+    assert service.log.count("labels") == 0
+    done = case({"verdicts": dict.fromkeys(others, "fraud"), "note": "same card as a fraud"})
+    assert done.status_code == 200 and done.json() == {"labelled": 2}
+    labels = service.log.read("labels")
+    assert sorted(labels.select("event_id", "source", "note").rows()) == [
+        (e, "review", "same card as a fraud") for e in sorted(others)
+    ]
+    # Their queue items were labelled through the case view, so they are closed.
+    for e in others:
+        assert service.review.by_event(e, now=service.clock.now_us()).status == "closed"
+
+
+def test_the_cli_case_view_lists_the_cards_events_and_labels_them(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from modelminder.cli import app
+
+    root = str(queued_project(tmp_path / "p", ids=("e0", "e1", "e2", "e3")))
+    run = CliRunner()
+    shown = run.invoke(app, ["review", "case", "e0", "--project", root])
+    assert shown.exit_code == 0, shown.output
+    assert "3 other event(s) of card_id near e0" in shown.output
+    stray = run.invoke(app, ["review", "case", "e0", "--label", "fraud", "--events", "e0",
+                             "--project", root])  # fmt: skip
+    assert stray.exit_code != 0 and "must be among the events shown" in str(stray.exception)
+    done = run.invoke(app, ["review", "case", "e0", "--label", "fraud", "--events", "e1,e3",
+                            "--reviewer", "ann", "--project", root])  # fmt: skip
+    assert done.exit_code == 0 and "2 label(s) appended" in done.output, done.output
+    with load_project(root).open_log() as log:
+        rows = log.read("labels").select("event_id", "reviewer").rows()
+    assert sorted(rows) == [("e1", "ann"), ("e3", "ann")]

@@ -433,20 +433,26 @@ class ReviewQueue:
         missing = [e for e in ids if e not in logged]
         if missing:
             raise UnknownItem(f"No logged event {missing[0]!r}; nothing was labelled.")
-        appended = 0
         with self.log.transaction():
-            for event_id, verdict in verdicts.items():
+            # Every check before any write: a refusal leaves the log and the live state as
+            # they were (append_labels folds into the live state as it goes).
+            through: dict[str, int] = {}
+            for event_id in ids:
                 found = self._read(" WHERE i.event_id = ?", [event_id], now)
-                if found and found[0].status == "open" and reviewer not in found[0].labelled_by:
-                    self._append(found[0].item_id, now, "labelled", reviewer, verdict=verdict,
-                                 note=note or "case view")  # fmt: skip
-                elif found and found[0].status == "leased" and found[0].reviewer != reviewer:
+                if not found or found[0].status in ("closed", "expired"):
+                    continue
+                item = found[0]
+                if item.status == "leased" and item.reviewer != reviewer:
                     raise ReviewError(
-                        f"Event {event_id!r} is held by {found[0].reviewer} (item "
-                        f"{found[0].item_id}); nothing was labelled."
+                        f"Event {event_id!r} is held by {item.reviewer} (item {item.item_id}); "
+                        "nothing was labelled."
                     )
-                elif found and found[0].status == "leased":
-                    self._append(found[0].item_id, now, "labelled", reviewer, verdict=verdict,
+                if reviewer not in item.labelled_by:
+                    through[event_id] = item.item_id
+            appended = 0
+            for event_id, verdict in verdicts.items():
+                if event_id in through:
+                    self._append(through[event_id], now, "labelled", reviewer, verdict=verdict,
                                  note=note or "case view")  # fmt: skip
                 appended += self._label_row(event_id, reviewer, verdict, note, now, append_labels)
         return appended

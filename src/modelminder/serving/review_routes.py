@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from modelminder.review.policies import POLICIES
 from modelminder.review.queue import STATUSES, VERDICTS
@@ -36,6 +36,22 @@ class ItemOut(BaseModel):
 
 class QueueOut(BaseModel):
     items: list[ItemOut]
+
+
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class CaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    verdicts: dict[EventId, str] = Field(
+        min_length=1, max_length=200,
+        description=f"event_id -> verdict ({', '.join(VERDICTS)}): a card's events at once",
+    )  # fmt: skip
+    note: str = Field(default="", max_length=1000)
+
+
+class CaseOut(BaseModel):
+    labelled: int = Field(description="Labels appended (unsure appends none)")
 
 
 class VerdictIn(BaseModel):
@@ -79,6 +95,19 @@ def add_review_routes(
         """Lease an item (the next by priority, or the given one) to the caller."""
         item = service.review.claim(caller(request), now=service.clock.now_us(), item_id=item_id)
         return ItemOut(**item.to_dict())
+
+    @app.post(
+        "/v1/reviews/case", tags=["review"], responses=errors(401, 403, 404, 409, 413, 415, 422)
+    )
+    def case(request: Request, body: CaseIn, _: Annotated[str, Depends(reviewer)]) -> CaseOut:
+        """The case view's "label them in one go": a verdict for each of several logged
+        events (e.g. a card's recent events after a confirmed fraud), each its own label
+        event; an event with an open review item is labelled through it. All or nothing."""
+        n = service.review.label_events(
+            body.verdicts, caller(request), now=service.clock.now_us(), note=body.note,
+            append_labels=service.log_labels,
+        )  # fmt: skip
+        return CaseOut(labelled=n)
 
     @app.post(
         "/v1/reviews/{item_id}", tags=["review"],
