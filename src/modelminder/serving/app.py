@@ -44,6 +44,7 @@ from modelminder.serving.batching import MicroBatcher
 from modelminder.serving.envelope import error_response, responses
 from modelminder.serving.monitor_routes import add_monitor_routes
 from modelminder.serving.review_routes import add_review_routes
+from modelminder.serving.review_ui import review_app
 from modelminder.serving.schemas import (
     IngestResult,
     LabelsResult,
@@ -300,6 +301,7 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
 
     add_monitor_routes(app, service, requires("reviewer"), responses)
     add_review_routes(app, service, requires("reviewer"), responses)
+    app.mount("/review", review_app(service))  # the reviewers' web pages (HTML, cookie login)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
