@@ -127,7 +127,7 @@ def correct(
 ) -> None:
     """Change a closed item's verdict: a new label (the next revision), never an overwrite.
 
-    Example: minder review correct ev000123 legit --note "receipt found" --project myproj
+    Example: minder review correct ev000123 legit --note receipt --project myproj
     """
     who = _who(reviewer)
     with _queue(project) as (q, now):

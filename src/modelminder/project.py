@@ -72,7 +72,8 @@ uncertain_rate = 0.3
 disagreement_rate = 0.5
 drift_rate = 0.2
 overlap_rate = 0.05
-# Priority (the expected value of a review) scales with this numeric event field.
+# Priority (the expected value of a review) scales with this numeric [events] field (""
+# for none): change it with the fields, as the ranges above.
 value_field = "amount"
 daily_budget = 200
 exploration_share = 0.25  # of the budget kept for the exploration sample

@@ -40,6 +40,7 @@ def _project(root: Path) -> Path:
     end = text.index("\n", text.index("channel", start))
     text = text[:start] + 'fields = { user = "str", length = "float" }' + text[end:]
     text = text.replace("ranges = { amount = [-1000000, 1000000] }", "")
+    text = text.replace('value_field = "amount"', 'value_field = "length"')
     text = text.replace('label = "is_fraud"', 'label = "is_abuse"')
     text = text.replace('max_event_age = "365d"', 'max_event_age = "36500d"')
     config.write_text(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,3 +188,27 @@ def test_a_crashed_reviewers_lease_expires_and_the_item_returns(tmp_path: Path) 
         queue.claim("bob", now=NOW + 14 * MIN, item_id=held.item_id)
     back = queue.claim("bob", now=NOW + 15 * MIN, item_id=held.item_id)
     assert back.reviewer == "bob" and back.lease_until == NOW + 30 * MIN
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ('value_field = "country"', "must name a numeric event field: one of amount"),
+        ('value_field = "nope"', "[review].value_field"),
+        ("drift_rate = 1.5", "[review].drift_rate must be a number in [0, 1]"),
+        ("exploration_share = -0.1", "[review].exploration_share must be a number in [0, 1]"),
+    ],
+)
+def test_bad_review_config_names_the_key_and_the_allowed_values(
+    tmp_path: Path, line: str, said: str
+) -> None:
+    from modelminder.errors import ConfigError
+    from modelminder.project import init_project, load_project
+
+    init_project(tmp_path, builtin=True)
+    config = tmp_path / "minder.toml"
+    key = line.split(" = ")[0]
+    text = "\n".join(x for x in config.read_text().splitlines() if not x.startswith(f"{key} = "))
+    config.write_text(text.replace("[review]\n", f"[review]\n{line}\n"))
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        load_project(tmp_path)

@@ -135,7 +135,7 @@ def runs() -> list[Run]:
 def test_corrected_recall_covers_the_truth_and_naive_does_not(runs: list[Run]) -> None:
     covered = sum(r.corrected[1] <= r.true_recall <= r.corrected[2] for r in runs)
     naive_covered = sum(r.naive[1] <= r.true_recall <= r.naive[2] for r in runs)
-    assert covered >= 2, runs  # 95% intervals (59 of 60 seeds in the doc's study)
+    assert covered >= 2, runs  # 95% intervals (57 of 60 seeds in the doc's study)
     assert naive_covered == 0, runs
     assert all(r.naive[0] > r.true_recall + 0.2 for r in runs)  # biased upward, far
     # The budget bit: items were left unreviewed, and chargebacks entered the sample.

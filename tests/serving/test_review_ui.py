@@ -353,7 +353,7 @@ def test_the_item_page_shows_what_was_served_and_the_cards_history(ui: UI) -> No
     assert f'<td>{names[3]}</td><td class="num">3</td><td class="num">0.42</td>' in page
     assert f'<tr><td>{names[-1]}</td><td class="num">{len(names) - 1}</td></tr>' in page
     history = page.split("History of card_id c")[1]
-    shown = re.findall(r"<tr><td>2026-05-28 [\d:]+ UTC</td><td>([^<]*)</td>", history)
+    shown = re.findall(r"<td>2026-05-28 [\d:]+ UTC</td><td>([^<]*)</td>", history)
     assert shown == ["e9", "&lt;img src=x onerror=alert(2)&gt;", "e2", "e1"]  # newest first
     assert "is_fraud=1 from chargeback, 2026-05-29 00:00:00 UTC" in history
     assert "Expired" in ui.client.get("/review/items/3").text  # e2: a chargeback came first
@@ -389,3 +389,25 @@ def test_the_assets_are_served_by_the_app(ui: UI) -> None:
     assert ui.client.get("/review/assets/review.css").headers["content-type"].startswith("text/css")
     login = ui.client.get("/review/login").text
     assert "http" not in login  # nothing from elsewhere: works offline
+
+
+def test_the_case_view_labels_picked_events_of_the_card_in_one_go(ui: UI) -> None:
+    ui.login()
+    page = ui.client.get("/review/items/1")
+    assert 'name="event:e9"' in page.text and 'action="/review/items/1/case"' in page.text
+    csrf = _csrf(page)
+    before = ui.changes()
+    fields = {"event:e9": "1", "event:e2": "1", "verdict": "fraud"}
+    assert ui.post("/review/items/1/case", **fields).status_code == 403  # no CSRF token
+    assert ui.post("/review/items/1/case", csrf=csrf, verdict="fraud").status_code == 422
+    assert ui.changes() == before
+    done = ui.post("/review/items/1/case", csrf=csrf, note="same card", **fields)
+    assert done.status_code == 303 and "notice=case-labelled" in done.headers["location"]
+    assert "each picked event got its own label" in ui.client.get(done.headers["location"]).text
+    labels = ui.service.log.read("labels").sort("event_id")
+    assert labels.select("event_id", "is_fraud", "source", "note").rows() == [
+        ("e2", 1.0, "review", "same card"), ("e9", 1.0, "review", "same card")
+    ]  # fmt: skip
+    assert set(labels.get_column("reviewer")) == {
+        ui.service.review.get(3, now=ui.service.clock.now_us()).labelled_by[0]
+    }  # e2's item, closed through it

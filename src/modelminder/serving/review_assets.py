@@ -123,6 +123,7 @@ _ITEM = (
     """{% extends "base" %}
 {% block main %}
 <h1>Item {{ item.item_id }} <small>event {{ item.event_id }}</small></h1>
+{% if notice %}<p class="notice" role="status">{{ notice }}</p>{% endif %}
 <section class="state">
 <p>Queued {{ item.created_at | when }} because <strong>{{ item.reasons | join(", ") }}</strong>,
 with probability {{ item.propensity | num }} (priority {{ item.priority | num }}).</p>
@@ -201,13 +202,17 @@ decision <strong>{{ p.decision }}</strong>, served {{ p.served_at | when }}.</p>
 <section>
 <h2>History of {{ entity }}</h2>
 {% if history %}
+<form method="post" action="{{ root }}/items/{{ item.item_id }}/case" id="case">
+<input type="hidden" name="csrf" value="{{ csrf }}">
 <table class="history">
-<thead><tr><th>Time</th><th>Event</th>
+<thead><tr><th>Pick</th><th>Time</th><th>Event</th>
 {% for f in history_fields %}<th>{{ f }}</th>{% endfor %}
 <th>Score</th><th>Decision</th><th>Labels</th></tr></thead>
 <tbody>
 {% for h in history %}
-<tr><td>{{ h.ts | when }}</td><td>{{ h.event_id }}</td>
+<tr><td><input type="checkbox" name="event:{{ h.event_id }}" value="1"
+{#- #} aria-label="pick {{ h.event_id }}"></td>
+<td>{{ h.ts | when }}</td><td>{{ h.event_id }}</td>
 {% for f in history_fields %}<td>{{ h.fields[f] }}</td>{% endfor %}
 <td class="num">{% if h.served %}{{ h.served.score | num }}{% endif %}</td>
 <td>{% if h.served %}{{ h.served.decision }}{% endif %}</td>
@@ -215,6 +220,11 @@ decision <strong>{{ p.decision }}</strong>, served {{ p.served_at | when }}.</p>
 {% endfor %}
 </tbody>
 </table>
+<p>Label the picked events in one go (each gets its own label):
+<button name="verdict" value="fraud">Fraud</button>
+<button name="verdict" value="legit">Legit</button>
+<input name="note" maxlength="1000" placeholder="note (optional)"></p>
+</form>
 {% else %}<p>No other events of {{ entity }} around this one.</p>{% endif %}
 </section>
 {% endblock %}

@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modelminder.errors import MinderError, SchemaError
 from modelminder.review.case import entity_keys, history, labels_of
 from modelminder.review.policies import POLICIES
-from modelminder.review.queue import STATUSES, ReviewError, ReviewItem, UnknownItem
+from modelminder.review.queue import SORTS, STATUSES, ReviewError, ReviewItem, UnknownItem
 from modelminder.serving.review_assets import CSS, JS, age, environment, when
 from modelminder.serving.service import Service, ShuttingDown
 from modelminder.serving.store import token_id
@@ -45,11 +45,11 @@ from modelminder.serving.store import token_id
 COOKIE = "minder_review"
 LOGIN_COOKIE = "minder_review_login"
 ROLES = ("reviewer", "admin")
-SORTS = ("priority", "age")
 MAX_ROWS = 500  # queue rows on one page
 NOTICES = {
     "no-next": "Saved. There is no next item for you: none is open (besides those you "
     "skipped), or today's review budget is spent.",
+    "case-labelled": "Labelled: each picked event got its own label (source review).",
 }
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -211,19 +211,13 @@ def review_app(service: Service) -> FastAPI:
     # -- pages ------------------------------------------------------------------------------
     @app.get("/")
     def queue(
-        request: Request, s: Reviewer, reason: str = "", status: str = "", sort: str = "priority",
+        request: Request, s: Reviewer, reason: str = "", status: str = "", sort: str = "order",
         notice: str = "",
     ) -> Response:  # fmt: skip
-        if sort not in SORTS:
-            raise SchemaError(f"'sort' must be one of {', '.join(SORTS)}. Got {sort!r}.")
-        t = now()
+        t = now()  # sort: the claim order (default), priority or age (the queue checks it)
         found = service.review.items(
-            now=t, status=status or None, reason=reason or None, limit=10_000_000
+            now=t, status=status or None, reason=reason or None, limit=10_000_000, sort=sort
         )
-        if sort == "age":  # oldest first
-            found.sort(key=lambda i: (i.created_at, i.item_id))
-        else:  # highest priority first, then oldest
-            found.sort(key=lambda i: (-i.priority, i.created_at, i.item_id))
         stats = service.review.stats(now=t)
         return page(
             request, "queue", "Queue", s, items=found[:MAX_ROWS], more=len(found) > MAX_ROWS,
@@ -233,11 +227,14 @@ def review_app(service: Service) -> FastAPI:
         )  # fmt: skip
 
     @app.get("/items/{item_id}")
-    def item_page(request: Request, s: Reviewer, item_id: int) -> Response:
+    def item_page(request: Request, s: Reviewer, item_id: int, notice: str = "") -> Response:
         t = now()
         item = service.review.get(item_id, now=t)
         view = _item_view(service, item, s.reviewer, t)
-        return page(request, "item", f"Item {item.item_id}", s, item=item, **view)
+        return page(
+            request, "item", f"Item {item.item_id}", s, item=item,
+            notice=NOTICES.get(notice), **view,
+        )  # fmt: skip
 
     @app.get("/overview")
     def overview(request: Request, s: Reviewer) -> Response:
@@ -270,6 +267,19 @@ def review_app(service: Service) -> FastAPI:
             append_labels=service.log_labels,  # the live door, as the API's verdicts
         )  # fmt: skip
         return then_next(request, p.session)
+
+    @app.post("/items/{item_id}/case")
+    def case(request: Request, p: Form, item_id: int) -> Response:
+        """The case view: label the picked events of the item's card in one go."""
+        picked = [k.removeprefix("event:") for k in p.form if k.startswith("event:")]
+        if not picked:
+            raise SchemaError("Pick at least one event of the card to label.")
+        verdict = p.form.get("verdict", "")
+        service.review.label_events(
+            dict.fromkeys(picked, verdict), p.session.reviewer, now=now(),
+            note=p.form.get("note", ""), append_labels=service.log_labels,
+        )  # fmt: skip
+        return _redirect(request, f"/items/{item_id}?notice=case-labelled")
 
     @app.post("/items/{item_id}/skip")
     def skip(request: Request, p: Form, item_id: int) -> Response:
@@ -414,6 +424,11 @@ def _lease(item: ReviewItem, me: str, now: int) -> str:
         return f"Closed: {item.verdict} by {item.reviewer}."
     if item.status == "expired":
         return "Expired: its event was labelled by another source before a review."
+    if item.labelled_by:
+        return (
+            f"Open: labelled by {', '.join(item.labelled_by)}; it waits for a second reviewer "
+            "(the overlap sample that measures agreement)."
+        )
     return "Open: nobody holds it. Claim it to label it."
 
 
