@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from modelminder.logreplay import compare_tables, replay_log, replay_log_online
-from modelminder.project import init_project, load_project
+from modelminder.project import Project, init_project, load_project
 from modelminder.registry import changes
 from modelminder.serving.stream import play
-from modelminder.sim.world import WorldConfig, simulate
+from modelminder.sim.world import World, WorldConfig, simulate
 from modelminder.training.train import TrainConfig
 from modelminder.workflows import check_skew, train_and_register
 
@@ -159,18 +159,19 @@ def run_demo(
     )
     from modelminder.monitoring.monitor import MonitorConfig, run_monitor
 
-    t0 = time.perf_counter()
-    # Daily windows: a shorter window sees only part of the day, and a feature like the hour
-    # of day would "drift" against a reference of whole days.
     # The simulated world ends at midnight after its last day: judge as of then, so the last
     # day counts as a whole window (a live run would judge as of its own clock).
     day = 86_400_000_000
     world_end = (int(live.select(pl.col("ts").dt.epoch("us").max()).item()) // day + 1) * day
+    _review(project, world, world_end - 3_600_000_000, console)
+    t0 = time.perf_counter()
+    # Daily windows: a shorter window sees only part of the day, and a feature like the hour
+    # of day would "drift" against a reference of whole days.
     watched = run_monitor(project, MonitorConfig(window="day", skew_sample=0, as_of=world_end))
     kinds = sorted({a.kind for a in watched.alerts})
     drifted = sorted({a.subject for a in watched.alerts if a.kind == "data_drift"})
     console.print(
-        f"8. Monitor ({time.perf_counter() - t0:.0f}s): {watched.windows.height} daily window(s) "
+        f"9. Monitor ({time.perf_counter() - t0:.0f}s): {watched.windows.height} daily window(s) "
         f"of served events, {len(watched.alerts)} alert(s) "
         f"({', '.join(kinds) or 'none'}); drifting: {', '.join(drifted[:5]) or 'nothing'}. "
         f"Labels for these days have not arrived yet, so performance is the label-free "
@@ -181,3 +182,62 @@ def run_demo(
     page = write(watched, workdir / "report.html")
     console.print(f"   report with plots (works offline): {page}")
     console.print(f"Outputs in {workdir}/ (minder.db, features.parquet, models/, serving.db).")
+
+
+def _review(project: Project, world: World, at: int, console: Console) -> None:
+    """Step 8: a reviewer (who knows the simulator's truth) works the queue the live path
+    filled, within the daily budget; the review-based recall, naive and corrected, against
+    the true recall over the served traffic."""
+    from modelminder.events.predictions import PredictionTopic
+    from modelminder.review.estimate import Estimate, estimate_review_metrics
+    from modelminder.review.queue import ReviewError, ReviewQueue
+    from modelminder.review.sample import review_sample
+
+    truth = dict(world.truth.select("event_id", "is_fraud").iter_rows())
+    with project.open_log() as log:
+        queue = ReviewQueue(log, project.review)
+        reviewed = 0
+        while True:
+            try:
+                item = queue.claim("demo reviewer", now=at + reviewed)
+            except ReviewError:
+                break
+            verdict = "fraud" if truth[item.event_id] else "legit"
+            queue.label(item.item_id, "demo reviewer", verdict, now=at + reviewed)
+            reviewed += 1
+        stats = queue.stats(now=at + reviewed)
+        sample = review_sample(queue, now=at + reviewed)
+        served = PredictionTopic(log).frame(features=False).select("event_id", "decision")
+    console.print(
+        f"8. Human review: the live path queued {stats['items']:,} of the served events ("
+        + ", ".join(f"{k} {v}" for k, v in stats["by_reason"].items() if v)
+        + f"), each with its probability; a reviewer labelled {reviewed:,} within the daily "
+        f"budget of {stats['daily_budget']} (labels in the log, source review)."
+    )
+    if sample.items.height == 0:
+        return
+    flagged = served.get_column("decision") != "approve"
+    fraud = served.get_column("event_id").replace_strict(truth, default=0) == 1
+    est = estimate_review_metrics(sample.items)
+
+    def shown(e: Estimate) -> str:
+        return f"{e.value:.3f} \\[{e.low:.3f}, {e.high:.3f}]"
+
+    console.print(
+        f"   fraud rate from review labels: {shown(est.fraud_rate.naive)} on the reviewed "
+        f"items (naive), {shown(est.fraud_rate.corrected)} over all traffic (corrected for "
+        f"selection); the simulator's truth: {int(fraud.sum()) / max(fraud.len(), 1):.3f}."
+    )
+    if int(fraud.sum()):
+        r = est.recall
+        true_recall = (flagged & fraud).sum() / int(fraud.sum())
+        console.print(
+            f"   recall: {shown(r.naive)} naive, {shown(r.corrected)} corrected; truth "
+            f"{true_recall:.3f}."
+        )
+    else:
+        console.print(
+            "   recall is undefined here: the simulated world's fraud campaigns are over by "
+            "its last day, so none of the live events is fraud (docs/review-estimates.md has "
+            "the study with fraud)."
+        )

@@ -485,3 +485,20 @@ if __name__ == "__main__":  # python -m tests.review.test_estimate [seeds [daily
     with pl.Config(tbl_rows=40, tbl_cols=12, tbl_width_chars=200, float_precision=3):
         for t in _summary(*(args or [200])):
             print(t)
+
+
+def test_no_fraud_in_the_sample_still_gives_an_upper_bound() -> None:
+    # 87 exploration items, none fraud: the plug-in variance is 0, but 87 items cannot rule
+    # out a fraud rate of a few percent. The bound is Wilson's at the effective size (87).
+    items = frame([False] * 87, [0] * 87, [0.02] * 87)
+    rate = estimate_review_metrics(items).fraud_rate.corrected
+    assert rate.value == 0.0 and rate.low == 0.0
+    assert rate.high == pytest.approx(Z**2 / (87 + Z**2))
+    everything = estimate_review_metrics(frame([True] * 40, [1] * 40, [0.5] * 40)).precision
+    assert everything.corrected.high == 1.0
+    assert everything.corrected.low == pytest.approx(40 / (40 + Z**2))
+    # Half of the weight is a census (p = 1, known exactly): only the sampled half is bounded.
+    mixed = frame([False] * 20, [0] * 20, [1.0] * 10 + [0.1] * 10)
+    rate = estimate_review_metrics(mixed).fraud_rate.corrected
+    share = 100 / 110
+    assert rate.high == pytest.approx(share * Z**2 / (10 + Z**2))

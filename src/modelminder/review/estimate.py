@@ -375,7 +375,9 @@ def _hajek(
     (the second term is the labels' own noise: ``noise`` is 0 when labels are taken as the
     truth; ``slopes`` = (da, db) is how ``a`` and ``b`` change with the label). ``S(R0)^2 <=
     z^2 Var S(R0)`` is a quadratic inequality in R0. Dividing ``Var S(R)`` by
-    ``sum(w b)^2`` gives the linearization (delta-method) variance of R.
+    ``sum(w b)^2`` gives the linearization (delta-method) variance of R. When no item (or
+    every item) of the denominator is in the numerator, that variance is 0 at every R0: the
+    sampled items' part then keeps the Wilson bound at their Kish effective sample size.
     """
     domain = b != 0.0
     n = int(np.sum(domain))
@@ -397,6 +399,19 @@ def _hajek(
         centre = -q1 / (2.0 * q2)
         low, high = max(0.0, min(centre - half, r)), min(1.0, max(centre + half, r))
     value = min(max(r, 0.0), 1.0)
+    # At a boundary (no event in the numerator, or all of them) the plug-in variance at R0
+    # vanishes with the data and the interval would shrink to the point. The sampled part
+    # (p < 1) is then bounded by Wilson at its effective sample size (Korn and Graubard's idea
+    # for survey shares), scaled by its share of the weighted denominator; a census part is
+    # known exactly.
+    sampled = domain & (w > 1.0)
+    if not np.any(noise) and np.any(sampled):
+        share = float(np.sum(w[sampled] * b[sampled])) / big_b
+        ess_s = _kish(w[sampled])
+        if not np.any(a[domain]):
+            high = max(high, share * z2 / (ess_s + z2))
+        elif np.array_equal(a[domain], b[domain]):
+            low = min(low, 1.0 - share * z2 / (ess_s + z2))
     return Estimate(value, min(low, value), max(high, value), n, method, _kish(w[domain]))
 
 

@@ -315,7 +315,9 @@ async def _form(request: Request) -> dict[str, str]:
         )  # fmt: skip
     try:
         text = body.decode("utf-8")
-        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, max_num_fields=16)
+        pairs = urllib.parse.parse_qsl(
+            text, keep_blank_values=True, max_num_fields=64
+        )  # the case form: 20 picks + 3
     except (UnicodeDecodeError, ValueError) as exc:
         raise HTTPException(422, f"The form could not be read: {exc}.") from None
     return dict(pairs)
