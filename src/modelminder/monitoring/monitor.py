@@ -197,7 +197,7 @@ def run_monitor(
             say("replaying the log for the skew check")
             skew, skew_alerts = findings.skew_check(log, plan, served, cfg.skew_sample, size)
             alerts += skew_alerts
-        review = _review_metrics(log, project, as_of)
+        review = _review_metrics(log, project, as_of, all_labels)
         folded = _mark_open(fold(alerts, size), served.filter(complete), size, as_of)
         new = AlertLog(log).record(folded) if record_alerts else []
     for sink in sinks:
@@ -207,10 +207,12 @@ def run_monitor(
     return MonitorReport(cfg, as_of, windows, drift, folded, new, skew, notes, detectors, review)
 
 
-def _review_metrics(log: EventLog, project: Project, as_of: int) -> dict[str, Any] | None:
+def _review_metrics(
+    log: EventLog, project: Project, as_of: int, labels: pl.DataFrame
+) -> dict[str, Any] | None:
     """Precision, recall and fraud rate from the review queue's labels, on the reviewed
     items as they are and corrected for how they were selected (:mod:`modelminder.review`)."""
-    sample = review_sample(ReviewQueue(log, project.review), now=as_of)
+    sample = review_sample(ReviewQueue(log, project.review), now=as_of, labels=labels)
     if sample.items.height == 0:
         return None
     return {

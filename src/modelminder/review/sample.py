@@ -46,8 +46,11 @@ class ReviewSample:
     unobserved: int
 
 
-def review_sample(queue: ReviewQueue, *, now: int) -> ReviewSample:
-    """The sample of ``queue`` as of ``now`` (see the module docstring)."""
+def review_sample(
+    queue: ReviewQueue, *, now: int, labels: pl.DataFrame | None = None
+) -> ReviewSample:
+    """The sample of ``queue`` as of ``now`` (see the module docstring); ``labels`` is the
+    log's labels topic when the caller has read it already (else it is read here)."""
     found = queue.items(now=now, limit=2**62)
     log = queue.log
     value = log.schema.label
@@ -56,7 +59,9 @@ def review_sample(queue: ReviewQueue, *, now: int) -> ReviewSample:
     if not found:
         return ReviewSample(pl.DataFrame(schema=schema), 0, 0, 0, 0, 0, 0)
     ids = [i.event_id for i in found]
-    labels = log.read("labels").filter(pl.col("event_id").is_in(ids))
+    labels = (log.read("labels") if labels is None else labels).filter(
+        pl.col("event_id").is_in(ids)
+    )
     known = known_labels(labels, now, value).rename({"value": "label"})
     winners = (
         labels.filter(pl.col("known_at") <= now)

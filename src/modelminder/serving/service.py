@@ -401,11 +401,12 @@ class Service:
                     results[at] = p.to_dict() | {"duplicate": False}
             self.predictions.append(served)
             by_id = {r["event_id"]: r for r in rows}
-            if served and served[0].served_at - self._targets_at > _TARGETS_EVERY_US:
-                self.refresh_review_targets()
             if served and self.shadow is None:  # review samples what was served, same commit
                 self.review.consider(served, by_id, now=served[0].served_at)
             self.last_batch_seconds = time.perf_counter() - started
+        if served and served[0].served_at - self._targets_at > _TARGETS_EVERY_US:
+            # Off the batch's transaction: the registry and alert reads hold no write lock.
+            self.refresh_review_targets()
         if self.shadow is not None and served:  # only once the events are committed
             # With a shadow, review sampling waits for its decisions (the disagreement
             # policy needs both); the worker queues them a moment later.
