@@ -75,6 +75,12 @@ def _check_fraud_card_share(value: float) -> float:
     return value
 
 
+def _check_delay_days(value: float | None) -> float | None:
+    if value is not None and not 0.0 < value <= 365.0:
+        raise typer.BadParameter(f"a chargeback delay must be in (0, 365] days. Got {value}.")
+    return value
+
+
 @app.command()
 def simulate(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the Parquet files.")],
@@ -93,13 +99,30 @@ def simulate(
             help="Share of the cards hit by each fraud scenario, in (0, 0.5]; the demo uses 0.15.",
         ),
     ] = 0.15,
+    label_delay_days: Annotated[
+        float,
+        typer.Option(
+            callback=_check_delay_days,
+            help="Median chargeback delay in days (log-normal; 95% arrive within ~2.7x it).",
+        ),
+    ] = 10.0,
+    max_label_delay_days: Annotated[
+        float | None,
+        typer.Option(
+            callback=_check_delay_days,
+            help="Longest chargeback delay in days (default: no cap), e.g. 7 for labels "
+            "that all arrive within a week.",
+        ),
+    ] = None,
 ) -> None:
     """Write a simulated card-fraud world: events.parquet, labels.parquet, truth.parquet.
 
     Start with the steady world (the default, as in `minder demo`): a first model
     trained on it should pass the gate. Use --schedule adaptive to exercise drift
-    monitoring and retraining. Labels arrive days to weeks late and training uses
-    events older than its --maturity (30d by default), so simulate about 90 days.
+    monitoring and retraining. Labels arrive days to weeks late (--label-delay-days,
+    --max-label-delay-days) and training uses events older than the --maturity that
+    `minder train` estimates from them (about 4 weeks here by default), so simulate
+    about 90 days.
 
     Example: minder simulate --days 90 --cards 2000 --schedule steady --out data/
     """
@@ -108,8 +131,9 @@ def simulate(
 
     t0 = time.perf_counter()
     config = WorldConfig(
-        days=days, cards=cards, seed=seed, schedule=schedule, fraud_card_share=fraud_card_share
-    )
+        days=days, cards=cards, seed=seed, schedule=schedule, fraud_card_share=fraud_card_share,
+        label_delay_days=label_delay_days, max_label_delay_days=max_label_delay_days,
+    )  # fmt: skip
     world = run(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     world.events.write_parquet(out_dir / "events.parquet")

@@ -59,8 +59,12 @@ def train(
     holdout: Annotated[float, typer.Option(help="Share of the latest rows held out.")] = 0.2,
     embargo: Annotated[str, typer.Option(help="Gap around validation blocks.")] = "1d",
     maturity: Annotated[
-        str, typer.Option(help="Unlabelled events older than this count as negative.")
-    ] = "30d",
+        str,
+        typer.Option(
+            help="Unlabelled events older than this count as negative: auto (estimated from how "
+            "late positive labels arrive; auto:0.99 for another share) or a duration like 14d."
+        ),
+    ] = "auto",
     unlabeled: Annotated[
         str, typer.Option(help="negative_after_maturity (default) or exclude.")
     ] = "negative_after_maturity",
@@ -92,7 +96,7 @@ def train(
         estimator=estimator, trials=trials, folds=folds, holdout=holdout, embargo=embargo,
         scheme=scheme, seed=seed, stack=stack,
     )  # fmt: skip
-    policy = LabelPolicy(unlabeled, maturity)
+    policy = LabelPolicy(unlabeled)
     with progress_bar() as bar:
         stage = bar.add_task("building the training set", total=1)
         search_task = None
@@ -116,6 +120,7 @@ def train(
             cutoff=parse_time(cutoff, "--cutoff"),
             from_ts=parse_time(from_, "--from"),
             policy=policy,
+            maturity=maturity,
             progress=say,
             on_trial=on_trial,
         )

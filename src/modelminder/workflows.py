@@ -12,13 +12,14 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from modelminder.errors import ArtifactError, TrainingError
+from modelminder.events.delays import maturity_from_log, parse_request
 from modelminder.events.outcomes import LabelPolicy, latest_time, outcomes
 from modelminder.features.plan import Plan
 from modelminder.jsonable import jsonable
@@ -54,23 +55,39 @@ def train_and_register(
     cutoff: int | None = None,
     from_ts: int | None = None,
     policy: LabelPolicy | None = None,
+    maturity: str | None = None,
     rules: GateRules | None = None,
     progress: Callable[[str], None] | None = None,
     on_trial: Callable[[int, int, float], None] | None = None,
 ) -> Trained:
     """Build the training set, train under the guard, register the model (accepted or
-    rejected, with the reasons)."""
+    rejected, with the reasons).
+
+    ``maturity`` replaces the policy's: ``"auto"`` (or ``"auto:0.99"``) estimates it from how
+    late the positive labels known by the cut-off arrived, a duration is used as given; None
+    keeps the policy's (as given). Either way the evidence is printed with the fold plan and
+    kept in the model card (:mod:`modelminder.events.delays`)."""
     say = progress or (lambda _m: None)
     plan = project.plan()
+    policy = policy or LabelPolicy()
+    requested = policy.maturity if maturity is None else maturity
+    _, given = parse_request(requested)  # a bad --maturity is refused before any work
     with project.open_log() as log:
         now = log.clock.now_us()
         latest = log.max_event_ts()
         if latest is None:
             raise TrainingError("The log has no events yet. Ingest events (and labels) first.")
         cut = latest + 1 if cutoff is None else cutoff
+        evidence = None
+        if policy.unlabeled != "exclude":
+            evidence = maturity_from_log(log, requested, as_of=cut)
+            policy = replace(policy, maturity=evidence.maturity)
+        elif given is not None:  # kept as given; unused, as excluded events never mature
+            policy = replace(policy, maturity=given)
         data = build_training_set(
-            log, plan, cutoff=cut, now=max(now, latest + 1), policy=policy, from_ts=from_ts
-        )
+            log, plan, cutoff=cut, now=max(now, latest + 1), policy=policy, from_ts=from_ts,
+            maturity=evidence,
+        )  # fmt: skip
         say(f"training set: {data.describe()}")
         result = train_model(
             data, config, rules, log=log, plan=plan, progress=say, on_trial=on_trial

@@ -19,7 +19,8 @@ What is in it
   3. ``low_and_slow`` (last part): small online amounts spread over days, evading velocity;
   4. ``threshold_probing`` (last part): repeated amounts just under a round limit.
 
-* Labels that arrive late: chargebacks days to weeks after the fraud (some never); a few
+* Labels that arrive late: chargebacks days to weeks after the fraud (log-normal, median
+  ``label_delay_days``, optionally capped at ``max_label_delay_days``; some never come); a few
   genuine transactions confirmed by reviews. Only labels known by the end of the world are
   written.
 * A small share of events arrive late (the file is in arrival order, not time order).
@@ -91,6 +92,11 @@ class WorldConfig:
     # "adaptive": the fraud scenarios take turns (concept drift, the default); "steady": all
     # four run the whole time (a stationary problem, for checking estimates of performance).
     schedule: str = "adaptive"
+    # Chargeback delay: log-normal with this median (days) and a spread of 0.6 in log space
+    # (95% within ~2.7x the median); capped at max_label_delay_days when set, e.g. a world
+    # whose labels all arrive within a week: label_delay_days=2.5, max_label_delay_days=7.
+    label_delay_days: float = 10.0
+    max_label_delay_days: float | None = None
 
     def check(self) -> None:
         if not isinstance(self.days, int) or self.days < 1:
@@ -103,6 +109,25 @@ class WorldConfig:
             raise MinderError(
                 f"'fraud_card_share' must be in (0, 0.5]. Got {self.fraud_card_share!r}."
             )
+        if not _positive_days(self.label_delay_days):
+            raise MinderError(
+                "'label_delay_days' (the median chargeback delay) must be a number of days "
+                f"in (0, 365], like 10 or 2.5. Got {self.label_delay_days!r}."
+            )
+        cap = self.max_label_delay_days
+        if cap is not None and not _positive_days(cap):
+            raise MinderError(
+                "'max_label_delay_days' (the longest chargeback delay) must be a number of "
+                f"days in (0, 365], like 7, or None for no cap. Got {cap!r}."
+            )
+
+
+def _positive_days(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and 0.0 < float(value) <= 365.0  # NaN fails both comparisons
+    )
 
 
 @dataclass(frozen=True)
@@ -237,7 +262,7 @@ def simulate(cfg: WorldConfig) -> World:
             "scenario": scenario[order].astype(str),
         }
     )
-    labels = _labels(rng, events, truth, end_us)
+    labels = _labels(rng, cfg, events, truth, end_us)
     return World(events=events, labels=labels, truth=truth)
 
 
@@ -343,13 +368,22 @@ def _fraud(
 
 
 def _labels(
-    rng: np.random.Generator, events: pl.DataFrame, truth: pl.DataFrame, end_us: int
+    rng: np.random.Generator,
+    cfg: WorldConfig,
+    events: pl.DataFrame,
+    truth: pl.DataFrame,
+    end_us: int,
 ) -> pl.DataFrame:
     ts = events.get_column("ts").dt.epoch("us").to_numpy()
     fraud = truth.get_column("is_fraud").to_numpy() == 1
     idx_f = np.flatnonzero(fraud)
-    # Chargebacks: log-normal delay, median ~10 days; 8% are never reported.
-    delay_f = (np.exp(rng.normal(np.log(10.0), 0.6, len(idx_f))) * DAY).astype(np.int64)
+    # Chargebacks: log-normal delay, median label_delay_days (10 by default), capped when
+    # asked; 8% are never reported. The cap draws no random numbers, so the rest of the world
+    # is the same with or without it.
+    median = float(cfg.label_delay_days)
+    delay_f = (np.exp(rng.normal(np.log(median), 0.6, len(idx_f))) * DAY).astype(np.int64)
+    if cfg.max_label_delay_days is not None:
+        delay_f = np.minimum(delay_f, int(cfg.max_label_delay_days * DAY))
     keep_f = rng.random(len(idx_f)) >= 0.08
     idx_g = np.flatnonzero(~fraud)
     idx_g = idx_g[rng.random(len(idx_g)) < 0.01]

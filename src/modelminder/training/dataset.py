@@ -8,6 +8,11 @@ performance monitors use too. Only the rule's *usable* rows are kept.
 
 Each row keeps ``label_known_at``: from when it was usable for training (the rule's
 ``usable_from``). Purged validation needs it.
+
+A training set also carries how its policy's maturity was chosen
+(:class:`~modelminder.events.delays.MaturityEvidence`: estimated from the label delays, the
+fallback, or given), which ``minder train`` prints with the fold plan and the model card keeps
+(in the guard report's ``data`` section: :func:`maturity_evidence` reads it back).
 """
 
 from __future__ import annotations
@@ -20,23 +25,26 @@ import numpy.typing as npt
 import polars as pl
 
 from modelminder.errors import TrainingError
+from modelminder.events.delays import MaturityEvidence
 from modelminder.events.log import EventLog
 from modelminder.events.outcomes import LabelPolicy, outcomes
 from modelminder.features.plan import Plan
 from modelminder.logreplay import replay_log
-from modelminder.model.card import TrainingSummary
+from modelminder.model.card import ModelCard, TrainingSummary
 
 
 @dataclass(frozen=True)
 class TrainingSet:
     """Rows in log order: ``offset, event_id, ts, content_hash, label, label_known_at`` and the
-    features; ``labelled`` says whether the label was known (else matured)."""
+    features; ``labelled`` says whether the label was known (else matured).
+    ``maturity_evidence``: how the policy's maturity was chosen (None: not recorded)."""
 
     frame: pl.DataFrame
     feature_names: list[str]
     cutoff: int
     policy: LabelPolicy
     counts: dict[str, int] = field(default_factory=dict)
+    maturity_evidence: MaturityEvidence | None = None
 
     @property
     def n(self) -> int:
@@ -67,6 +75,14 @@ class TrainingSet:
             f"{c['immature']:,} immature events left out; {self.policy.describe()}"
         )
 
+    def maturity_note(self) -> str:
+        """The line ``minder train`` prints after the fold plan: the maturity and why."""
+        if self.policy.unlabeled == "exclude":
+            return f"label policy: {self.policy.describe()} (no maturity)"
+        if self.maturity_evidence is None:
+            return f"maturity {self.policy.maturity}, given"
+        return self.maturity_evidence.describe()
+
     def summary(self) -> TrainingSummary:
         """What the model card records about the data a model was trained on."""
         lo, hi = self.offsets()
@@ -87,7 +103,26 @@ class TrainingSet:
             "cutoff": self.cutoff,
             "label_policy": {"unlabeled": self.policy.unlabeled, "maturity": self.policy.maturity},
             "counts": dict(self.counts),
+            **(
+                {"maturity": self.maturity_evidence.to_json()}
+                if self.maturity_evidence is not None
+                else {}
+            ),
         }
+
+
+def maturity_evidence(card: ModelCard) -> MaturityEvidence | None:
+    """How the maturity of a registered model's training set was chosen, from its card
+    (None for a card written before it was recorded).
+
+    Examples
+    --------
+    >>> maturity_evidence(ModelCard.example()) is None
+    True
+    """
+    data = card.report.details.get("data")
+    stored = data.get("maturity") if isinstance(data, dict) else None
+    return None if stored is None else MaturityEvidence.from_json(stored)
 
 
 def build_training_set(
@@ -98,14 +133,22 @@ def build_training_set(
     now: int,
     policy: LabelPolicy | None = None,
     from_ts: int | None = None,
+    maturity: MaturityEvidence | None = None,
 ) -> TrainingSet:
     """Replay the events with time in ``[from_ts, cutoff)`` and join the labels known by
-    ``cutoff`` (all times in UTC microseconds).
+    ``cutoff`` (all times in UTC microseconds). ``maturity`` is how the policy's maturity
+    was chosen (:func:`~modelminder.events.delays.maturity_from_log`), kept with the set.
 
     Raises :class:`TrainingError` for a cut-off after ``now``, an empty range, no labels known
     by the cut-off, or a single class.
     """
     policy = policy or LabelPolicy()
+    if maturity is not None and maturity.maturity != policy.maturity:
+        raise TrainingError(
+            f"The maturity evidence is for a maturity of {maturity.maturity!r}, but the label "
+            f"policy's maturity is {policy.maturity!r}: build the policy from the evidence "
+            "(LabelPolicy(maturity=evidence.maturity))."
+        )
     if cutoff > now:
         raise TrainingError(
             f"The cut-off {_iso(cutoff)} is in the future (now is {_iso(now)}). Labels after "
@@ -172,7 +215,7 @@ def build_training_set(
         pl.col("_known").alias("label_arrived_at"),
         *names,
     )
-    return TrainingSet(frame, names, cutoff, policy, counts)
+    return TrainingSet(frame, names, cutoff, policy, counts, maturity)
 
 
 def _iso(us: int) -> str:

@@ -278,6 +278,7 @@ def train_model(
     X, y = data.X(), data.y()
     fold_plan = make_fold_plan(data, cfg)
     say("fold plan (" + fold_plan.scheme + "):\n  " + "\n  ".join(fold_plan.describe(data.ts())))
+    say("  " + data.maturity_note())
     # Refuses too little data with the numbers and the remedy; merges small validation blocks.
     maturity = None if data.policy.unlabeled == "exclude" else data.policy.maturity
     checked = sufficient_folds(
