@@ -23,14 +23,42 @@ ATOL = 1e-9
 
 def _load(
     log: EventLog, plan: Plan, from_ts: int | None, to_ts: int | None, to_offset: int | None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
     # Window state needs history before the range: read from (from - horizon). Events older
     # than that can never fall inside a window of an event in range (see kernel docs).
     start = None if from_ts is None else from_ts - plan.max_horizon
     events = log.read("events", from_ts=start, to_ts=to_ts, to_offset=to_offset)
     # Expired labels (serving.waiting) never feed label-aware features, live or replayed.
     labels = log.feature_labels() if plan.label_groups else None
-    return events, labels if labels is not None else pl.DataFrame()
+    if labels is None:
+        return events, pl.DataFrame(), None
+    return events, labels, _label_events(log, plan, events, labels, start, to_ts)
+
+
+def _label_events(
+    log: EventLog,
+    plan: Plan,
+    events: pl.DataFrame,
+    labels: pl.DataFrame,
+    since: int | None,
+    until: int | None = None,
+) -> pl.DataFrame | None:
+    """The events of labels over known time that ``events`` lacks (older ones): a label
+    received in a window counts whatever its event's age, and is keyed by that event. Only
+    labels known in ``(since, until)`` can fall in a window of the events read (``since`` is
+    at least one horizon before the first of them; an event before ``until`` counts labels
+    known before it)."""
+    if not any(g.known for g in plan.label_groups):
+        return None
+    wanted = labels
+    if since is not None:
+        wanted = wanted.filter(pl.col("known_at") > since)
+    if until is not None:
+        wanted = wanted.filter(pl.col("known_at") < until)
+    ids = wanted.join(events.select("event_id"), on="event_id", how="anti")
+    if ids.height == 0:
+        return None
+    return log.events_by_id(ids.get_column("event_id").unique().to_list())
 
 
 def _in_range(events: pl.DataFrame, from_ts: int | None) -> pl.Series:
@@ -68,8 +96,10 @@ def replay_log(
     >>> table.select("event_id", "card_count_1h").rows()
     [('e1', 0.0), ('e2', 1.0)]
     """
-    events, labels = _load(log, plan, from_ts, to_ts, to_offset)
-    table = replay_frame(plan, events, labels if plan.label_groups else None)
+    events, labels, label_events = _load(log, plan, from_ts, to_ts, to_offset)
+    table = replay_frame(
+        plan, events, labels if plan.label_groups else None, label_events=label_events
+    )
     return table.filter(_in_range(events, from_ts))
 
 
@@ -85,14 +115,20 @@ def replay_log_online(
     """The same table, computed by feeding each event through the online path in log order.
 
     Labels are fed as they become known: before an event at time ``t`` is processed, every
-    label with ``known_at`` up to the latest event time seen so far is folded in.
+    label with ``known_at`` up to the latest event time seen so far is folded in (with its
+    event's key fields and time: that of an event read, or for windows over known time, of
+    an older event).
     """
-    events, labels = _load(log, plan, from_ts, to_ts, to_offset)
+    events, labels, label_events = _load(log, plan, from_ts, to_ts, to_offset)
     engine = OnlineEngine(plan)
     label_queue: list[tuple[int, dict[str, object], float]] = []
     if plan.label_groups and labels.height:
         value = plan.feature_set.label_value
-        joined = labels.join(events, on="event_id", how="inner").sort("known_at")
+        keyed = events if label_events is None else pl.concat([events, label_events])
+        # Ties in known_at in log order, as replay folds them (a stable sort).
+        joined = labels.join(keyed, on="event_id", how="inner", maintain_order="left").sort(
+            "known_at", maintain_order=True
+        )
         label_queue = [
             (int(r["known_at"]), r, float(r[value])) for r in joined.iter_rows(named=True)
         ]
@@ -125,7 +161,9 @@ def engine_from_log(log: EventLog, plan: Plan, *, history_us: int | None = None)
     in with the compiled replay loops. Any event that can still fall in a window of an event
     arriving no later than the allowed lateness is read, so such events see the same window
     contents as with a full replay, so every feature agrees with it bit for bit (a window's
-    sums depend only on its contents, not on where the state's history starts).
+    sums depend only on its contents, not on where the state's history starts). Windows over
+    known time also get the labels received within that history of older events (keyed by
+    those events, read by id), on keys with no recent event too.
     """
     latest = log.max_event_ts()
     if latest is None:
@@ -134,7 +172,10 @@ def engine_from_log(log: EventLog, plan: Plan, *, history_us: int | None = None)
     events = log.read("events", from_ts=latest - history)
     # Expired labels (serving.waiting) never feed label-aware features, live or replayed.
     labels = log.feature_labels() if plan.label_groups else None
-    return OnlineEngine.rebuilt(plan, events, labels)
+    label_events = None
+    if labels is not None:
+        label_events = _label_events(log, plan, events, labels, latest - history)
+    return OnlineEngine.rebuilt(plan, events, labels, label_events=label_events)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,16 @@ def every_kind(lateness: str = "1h") -> FeatureSet:
             Window("merch_n_1d", count(), by="merch", window="1d"),
             LabelWindow("merch_frauds_1d", label_sum(), by="merch", window="1d"),
             LabelWindow("merch_labels_2d", label_count(), by="merch", window="2d"),
+            # Over the time labels became known: its own group and state, per key shape.
+            LabelWindow(
+                "merch_frauds_known_1d", label_sum(), by="merch", window="1d", over="known"
+            ),
+            LabelWindow(
+                "card_labels_known_2d", label_count(), by="card", window="2d", over="known"
+            ),
+            LabelWindow(
+                "pair_frauds_known_3h", label_sum(), by=("card", "merch"), window="3h", over="known"
+            ),
             Compute("z", (col("amount") - col("mean_1d")) / col("std_1d")),
             Compute("fraud_rate", col("merch_frauds_1d") / col("merch_n_1d")),
         ],

@@ -28,7 +28,7 @@ from modelminder.features.replay import replay_frame
 
 from .featuresets import every_kind
 from .strategies import CENTS, SCHEMA, SECOND, streams
-from .test_parity import EVENT_COLUMNS, _frames, _online
+from .test_parity import EVENT_COLUMNS, _frames, _LiveLabels, _online
 
 BOUND = 1e15  # the largest magnitude the event schema admits for a float field
 ADMITTED = st.one_of(
@@ -48,27 +48,27 @@ def _restarted(
     plan: Plan, events: list[dict[str, Any]], labels: list[dict[str, Any]], k: int
 ) -> np.ndarray:
     """Features of ``events[k:]`` served by an engine rebuilt, as at a server start, from the
-    logged events of the last three horizons before the restart (and the labels known then),
-    then fed live."""
+    logged events of the last three horizons before the restart (and the labels known then:
+    windows over known time also count those of older events, keyed by them), then fed
+    live."""
     high = max((e["ts"] for e in events[:k]), default=0)
     recent = [e for e in events[:k] if e["ts"] >= high - 3 * plan.max_horizon]
-    ids = {e["event_id"] for e in recent}
-    known = [x for x in labels if x["event_id"] in ids and x["known_at"] <= high]
+    older = [e for e in events[:k] if e["ts"] < high - 3 * plan.max_horizon]
     logged = {e["event_id"] for e in events[:k]}
-    pending = sorted(
-        (x for x in labels if not (x["event_id"] in logged and x["known_at"] <= high)),
-        key=lambda x: x["known_at"],
-    )
+    known = [x for x in labels if x["event_id"] in logged and x["known_at"] <= high]
+    rebuild_labels = _frames([], known)[1]
+    live = _LiveLabels(events, [x for x in labels if x not in known])
+    live.counted = set(rebuild_labels.get_column("event_id").to_list())
     engine = OnlineEngine.rebuilt(
-        plan, pl.DataFrame(recent, schema=EVENT_COLUMNS), _frames([], known)[1]
+        plan,
+        pl.DataFrame(recent, schema=EVENT_COLUMNS),
+        rebuild_labels,
+        label_events=pl.DataFrame(older, schema=EVENT_COLUMNS),
     )
-    by_id = {e["event_id"]: e for e in events}
     rows = []
     for e in events[k:]:
         high = max(high, e["ts"])
-        while pending and pending[0]["known_at"] <= high:
-            x = pending.pop(0)
-            engine.add_label(by_id[x["event_id"]], x["is_fraud"], x["known_at"])
+        live.feed(engine, high)
         rows.append(engine.process_vector(e))
     return np.array(rows).reshape(-1, len(plan.names))
 

@@ -84,7 +84,7 @@ def test_retried_early_and_second_source_labels_count_once_and_like_replay(
     clock = SimulatedClock((first["ts"] - epoch) // us)
     service = Service(project, clock=clock)  # the clock follows the stream, as in replay
     try:
-        service.predict([_body(first)])
+        before = service.predict([_body(first)])[0]["features"]
         label = {
             "event_id": first["event_id"],
             "is_fraud": 1.0,
@@ -111,8 +111,13 @@ def test_retried_early_and_second_source_labels_count_once_and_like_replay(
         service.predict([_body(early)])  # ... is folded when the event arrives
         clock.advance_to((later["ts"] - epoch) // us)
         served = service.predict([_body(later)])[0]
-        frauds_7d = served["features"][project.plan().names.index("merchant_frauds_7d")]
-        assert frauds_7d == 2.0  # two events, each counted once whatever its labels
+        # Two events more than when the first was served, each counted once whatever its
+        # labels: among the merchant's frauds of the last 28 days and among the chargebacks it
+        # received this week (the window over the time labels became known).
+        names = project.plan().names
+        for name in ("merchant_frauds_28d", "merchant_chargebacks_7d"):
+            i = names.index(name)
+            assert served["features"][i] - before[i] == 2.0, name
         with pytest.raises(SchemaError, match="'is_fraud' must be 0 or 1"):
             service.add_labels([{**label, "is_fraud": 5.0}])
         _served_equals_replay(service, project, [r["event_id"] for r in (first, early, later)])

@@ -8,8 +8,9 @@ over event time per entity key, label-aware windows), the compiled
 the same kernels (:mod:`.kernel`) over the same per-key state (:mod:`.state`).
 
 Promises: point-in-time correctness (an event's features see only earlier-logged events of its
-key in ``(t - window, t]`` and labels known before ``t``); replay equals online, counts exactly
-and floats bit for bit; state per key bounded by the largest window.
+key in ``(t - window, t]`` and labels known before ``t``: of its key's events in that window,
+or, over known time, those that became known in ``(t - window, t)``); replay equals online,
+counts exactly and floats bit for bit; state per key bounded by the largest window.
 
 Never: reads the event log, a database, files or the clock. The engine takes frames and
 records; :mod:`modelminder.logreplay` feeds it from the log, and serving feeds it live.

@@ -5,8 +5,10 @@ A :class:`FeatureSet` is an ordered list of features of three kinds:
 * :class:`Window` -- an aggregation over the earlier events of the same entity key
   (``count``, ``sum``, ``mean``, ``std``, ``min``, ``max``, ``distinct``, ``since_last``)
   within a time window such as ``'1h'`` or ``'30d'``;
-* :class:`LabelWindow` -- a *label-aware* aggregation over the labels known before the event
-  (``label_count``, ``label_sum``) whose labelled events share the key and fall in the window;
+* :class:`LabelWindow` -- a *label-aware* aggregation (``label_count``, ``label_sum``) over
+  the labels known before the event whose labelled events share the key: those of events whose
+  time falls in the window (``over="event"``, the default), or those that *became known* in the
+  window (``over="known"``: "chargebacks received on this merchant in the last 7 days");
 * :class:`Compute` -- a row expression over event fields and features defined earlier
   (ratios, z-scores, ``log(amount)``...).
 
@@ -59,6 +61,9 @@ __all__ = [
 FIELD_TYPES = ("str", "float", "int", "bool")
 WINDOW_KINDS = ("count", "sum", "mean", "std", "min", "max", "distinct", "since_last")
 LABEL_KINDS = ("label_count", "label_sum")
+# What a label window's time range is over: the labelled event's time, or when the label
+# became known (its ``known_at``).
+LABEL_OVER = ("event", "known")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED = ("event_id", "ts")
 
@@ -117,12 +122,13 @@ def since_last() -> Agg:
 
 
 def label_count() -> Agg:
-    """Number of labels known before the event for the key's events in the window."""
+    """Number of labels known before the event, of the key's events, in the window (see
+    :class:`LabelWindow` for which time the window is over)."""
     return Agg("label_count")
 
 
 def label_sum() -> Agg:
-    """Sum of the label value (e.g. ``is_fraud``) over labels known before the event."""
+    """Sum of the label value (e.g. ``is_fraud``) over the labels :func:`label_count` counts."""
     return Agg("label_sum")
 
 
@@ -159,14 +165,34 @@ class Window:
 class LabelWindow:
     """A label-aware aggregation (bitemporal).
 
-    For an event at time ``t`` with key ``k`` it aggregates the labels with ``known_at < t``
-    whose labelled event has key ``k`` and event time in ``(t - window, t]``.
+    For an event at time ``t`` with key ``k`` it aggregates labels whose labelled event has
+    key ``k`` and that were known before the event (``known_at < t``), each event's counted
+    label once (the log decides which: the first known, see
+    :func:`modelminder.events.outcomes.first_known`). Which of them depends on ``over``:
+
+    * ``over="event"`` (default): the labelled event's time is in ``(t - window, t]``
+      ("frauds among this merchant's events of the last 28 days, as far as known now"). With
+      labels that take days to arrive, a window shorter than the usual delay stays empty.
+    * ``over="known"``: the label became known in ``(t - window, t)``, whatever the labelled
+      event's own time ("chargebacks received on this merchant in the last 7 days").
+
+    Examples
+    --------
+    >>> f = LabelWindow("m_cb_7d", label_sum(), by="merchant_id", window="7d", over="known")
+    >>> f.describe()
+    'label_window(label_sum() by merchant_id over 7d of known time)'
+    >>> FeatureSet("t", [LabelWindow("x", label_sum(), by="m", window="7d", over="arrival")]
+    ...            ).validate({"m": "str"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    modelminder.errors.FeatureDefinitionError: The 'over' of feature 'x' must be one of ...
     """
 
     name: str
     agg: Agg
     by: str | Sequence[str]
     window: str
+    over: str = "event"
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -176,8 +202,18 @@ class LabelWindow:
     def window_us(self) -> int:
         return parse_duration(self.window, what=f"'window' of feature '{self.name}'")
 
+    @property
+    def over_known(self) -> bool:
+        """Is the window over the time labels became known (``over="known"``)?"""
+        return self.over == "known"
+
     def describe(self) -> str:
-        return f"label_window({self.agg.describe()} by {','.join(self.keys)} over {self.window})"
+        # Over event time the text is what it was before ``over`` existed, so the
+        # fingerprints of existing feature sets (and the models trained on them) still match.
+        over = " of known time" if self.over_known else ""
+        return (
+            f"label_window({self.agg.describe()} by {','.join(self.keys)} over {self.window}{over})"
+        )
 
 
 @dataclass(frozen=True)
@@ -285,6 +321,12 @@ def _check_window(feat: Window | LabelWindow, fields: Mapping[str, str]) -> None
         raise FeatureDefinitionError(
             f"Feature '{feat.name}' uses aggregation '{feat.agg.kind}', which a "
             f"{type(feat).__name__} does not support. Allowed: {', '.join(allowed)}."
+        )
+    if isinstance(feat, LabelWindow) and feat.over not in LABEL_OVER:
+        raise FeatureDefinitionError(
+            f"The 'over' of feature '{feat.name}' must be one of 'event' (labels of the key's "
+            "events whose time is in the window) or 'known' (labels that became known in the "
+            f"window). Got {feat.over!r}."
         )
     if not feat.keys:
         raise FeatureDefinitionError(f"Feature '{feat.name}' needs at least one key in 'by'.")

@@ -35,6 +35,16 @@ window (every window's lower bound is at least ``max_ts - horizon`` and ``max_ts
 so it is evicted. ``horizon`` is the group's largest window plus the allowed lateness. A tile
 that reaches down to that floor may have lost entries (its aggregate is then stale), but no
 window ever covers it whole: a whole tile lies above the window's lower bound.
+
+Per-key label state (``label_query`` / ``label_insert``): ``lts`` -- each label's time
+coordinate, sorted ascending (ties in arrival order); ``lka`` -- its ``known_at``; ``lv`` --
+its value; ``meta`` as above. A label group over event time uses the labelled event's time as
+the coordinate and evicts like a window group (floor: the key's latest event time less the
+horizon). A group over known time (``over="known"``) uses ``known_at`` itself, so a window is
+a range of ``known_at`` whatever the labelled events' ages, and its floor is the latest event
+time of *any* key less the horizon (the online path's clock, a running maximum in replay): a
+label ages with the stream even on a key with no events of its own for a while, so each
+key's state holds at most the labels known within one horizon of its last update.
 """
 
 from __future__ import annotations
@@ -49,6 +59,9 @@ from numba import njit
 # meta slots
 START, END, MAXTS, SEEN = 0, 1, 2, 3
 META_LEN = 4
+# "No time yet": below every event time (int64 microseconds) and far enough from int64's
+# minimum that subtracting a horizon cannot overflow.
+NO_TIME = -(2**62)
 
 # tile aggregate slots: non-missing count, sum, first value c, then the mean and the sum of
 # squared deviations from the mean of the values less c
@@ -367,17 +380,32 @@ def window_replay(  # type: ignore[no-untyped-def]
             )  # fmt: skip
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _label_floor(lmeta, horizon, known, clock):  # type: ignore[no-untyped-def]
+    """The retention floor of a key's label state: no future window reaches down to it.
+
+    Over event time, the key's latest event time less the horizon (as for window features);
+    over known time, the latest event time of *any* key (``clock``) less the horizon: a
+    ``known_at`` is a time on the one clock that every key shares, so it ages with the whole
+    stream, also for a key that has no events for a while but keeps receiving labels."""
+    if known:
+        return clock - horizon
+    return lmeta[MAXTS] - horizon if lmeta[SEEN] > 0 else NO_TIME
+
+
 @njit(cache=True, nogil=True)
-def label_query(t, lts, lka, lv, lmeta, specs, s_lo, s_hi, horizon, out, row):  # type: ignore[no-untyped-def]
+def label_query(t, clock, lts, lka, lv, lmeta, specs, s_lo, s_hi, horizon, known, out, row):  # type: ignore[no-untyped-def]
     """Label-aware features of one event at time ``t``, then advance the key's high-water mark.
 
-    Counts labels with ``known_at < t`` whose labelled event time is in the window
-    ``(t - w, t]`` (and above the retention floor, exactly as for window features).
+    Counts labels with ``known_at < t`` whose time coordinate ``lts`` (the labelled event's
+    time, or for a ``known`` group the ``known_at`` itself) is in the window ``(t - w, t]``
+    and above the retention floor (:func:`_label_floor`; ``clock`` is the latest event time
+    of any key before this event, :data:`NO_TIME` if none). Over known time that is
+    ``t - w < known_at < t``.
     """
     start = lmeta[START]
     end = lmeta[END]
-    seen = lmeta[SEEN] > 0
-    floor = lmeta[MAXTS] - horizon if seen else t - horizon - 1
+    floor = _label_floor(lmeta, horizon, known, clock)
     hi = _search_right(lts, start, end, t)
     for s in range(s_lo, s_hi):
         lower = t - specs[s, 1]
@@ -391,42 +419,51 @@ def label_query(t, lts, lka, lv, lmeta, specs, s_lo, s_hi, horizon, out, row):  
                 cnt += 1.0
                 tot += lv[j]
         out[specs[s, 3], row] = cnt if specs[s, 0] == K_LABEL_COUNT else tot
-    new_max = t if (not seen or t > lmeta[MAXTS]) else lmeta[MAXTS]
-    lmeta[MAXTS] = new_max
+    lmeta[MAXTS] = t if (lmeta[SEEN] == 0 or t > lmeta[MAXTS]) else lmeta[MAXTS]
     lmeta[SEEN] = 1
-    floor = new_max - horizon
+    floor = _label_floor(lmeta, horizon, known, t if t > clock else clock)
     while start < end and lts[start] <= floor:
         start += 1
     lmeta[START] = start
 
 
 @njit(cache=True, nogil=True)
-def label_insert(ets, known_at, value, lts, lka, lv, lmeta, horizon):  # type: ignore[no-untyped-def]
-    """Fold one label (of an event at ``ets``) into the key's label state, in event-time order.
+def label_insert(coord, known_at, value, lts, lka, lv, lmeta, horizon, known, clock):  # type: ignore[no-untyped-def]
+    """Fold one label into the key's label state, in order of its time coordinate ``coord``
+    (the labelled event's time, or ``known_at`` for a ``known`` group); ties keep arrival
+    order. Entries below the retention floor are dropped first.
 
     Requires ``lmeta[END] < len(lts)``.
     """
     start = lmeta[START]
     end = lmeta[END]
-    if lmeta[SEEN] > 0 and ets <= lmeta[MAXTS] - horizon:
+    floor = _label_floor(lmeta, horizon, known, clock)
+    while start < end and lts[start] <= floor:
+        start += 1
+    lmeta[START] = start
+    if coord <= floor:
         return  # outside every future window
-    p = _search_right(lts, start, end, ets)
+    p = _search_right(lts, start, end, coord)
     for j in range(end, p, -1):
         lts[j] = lts[j - 1]
         lka[j] = lka[j - 1]
         lv[j] = lv[j - 1]
-    lts[p] = ets
+    lts[p] = coord
     lka[p] = known_at
     lv[p] = value
     lmeta[END] = end + 1
 
 
 @njit(cache=True, nogil=True)
-def label_replay(ts_all, order, bounds, l_ets, l_ka, l_v, l_bounds, specs, horizon, out):  # type: ignore[no-untyped-def]
+def label_replay(  # type: ignore[no-untyped-def]
+    ts_all, clock_all, order, bounds, l_c, l_ka, l_v, l_bounds, specs, horizon, known, out
+):
     """Replay label-aware features key by key: fold the key's labels in, then run its events.
 
     Labels are filtered by ``known_at < t`` at query time, so folding them in first gives the
-    same answer as folding each in as it arrives live.
+    same answer as folding each in as it arrives live. ``clock_all[r]`` is the latest event
+    time of any key before row ``r`` in the log (:data:`NO_TIME` for none): the clock the
+    online path has when it reaches that event.
     """
     n_specs = specs.shape[0]
     for g in range(bounds.shape[0] - 1):
@@ -438,10 +475,13 @@ def label_replay(ts_all, order, bounds, l_ets, l_ka, l_v, l_bounds, specs, horiz
         lv = np.empty(m + 1, np.float64)
         lmeta = np.zeros(META_LEN, np.int64)
         for j in range(la, lb):
-            label_insert(l_ets[j], l_ka[j], l_v[j], lts, lka, lv, lmeta, horizon)
+            label_insert(l_c[j], l_ka[j], l_v[j], lts, lka, lv, lmeta, horizon, known, NO_TIME)
         for i in range(bounds[g], bounds[g + 1]):
             r = order[i]
-            label_query(ts_all[r], lts, lka, lv, lmeta, specs, 0, n_specs, horizon, out, r)
+            label_query(
+                ts_all[r], clock_all[r], lts, lka, lv, lmeta, specs, 0, n_specs, horizon,
+                known, out, r,
+            )  # fmt: skip
 
 
 @njit(cache=True, nogil=True)

@@ -48,6 +48,7 @@ def _spec_tables(plan: Plan) -> tuple[Array, ...]:
         stack([g.specs for g in lg]),
         ints(np.cumsum([0] + [len(g.specs) for g in lg]).tolist()),
         ints([g.horizon for g in lg]),
+        ints([int(g.known) for g in lg]),
     )
 
 
@@ -151,7 +152,9 @@ class OnlineEngine:
     def add_label(self, event: Mapping[str, Any], value: float, known_at: int) -> None:
         """Fold in a label of ``event`` (its key fields and ``ts``), known from ``known_at``.
 
-        Label-aware features count it only for events with time after ``known_at``.
+        Label-aware features count it only for events with time after ``known_at`` (and,
+        over known time, before ``known_at + window``). Give each event's counted label once
+        (the log's rule: the first known); this adds, it never replaces.
         """
         if not self._lkeys:
             return
@@ -161,24 +164,38 @@ class OnlineEngine:
     # -- bulk rebuild ---------------------------------------------------------------------
     @classmethod
     def rebuilt(
-        cls, plan: Plan, events: pl.DataFrame, labels: pl.DataFrame | None = None
+        cls,
+        plan: Plan,
+        events: pl.DataFrame,
+        labels: pl.DataFrame | None = None,
+        *,
+        label_events: pl.DataFrame | None = None,
     ) -> OnlineEngine:
         """An engine whose state is what feeding ``events`` (in log order) and ``labels``
-        would leave, built by the compiled replay loops instead of event by event."""
+        would leave, built by the compiled replay loops instead of event by event.
+
+        ``label_events``: the events of labels whose events are not in ``events`` (see
+        :func:`~modelminder.features.replay.replay_frame`); windows over known time count
+        such labels, also on keys that have no event in ``events``.
+        """
         engine = cls(plan)
         if events.height == 0:
             return engine
         prep = prepare(plan, events)
         st = engine._state
+        live.set_clock(st, int(prep.ts.max()))
         for g, (keys, _, table) in enumerate(engine._wkeys):
             order, bounds = prep.segments(keys)
             first = live.rebuild_window_group(st, g, prep.ts, prep.V, prep.C, order, bounds)
             table.update(zip(_segment_keys(events, keys, order, bounds), itertools.count(first)))
         for g, (keys, _, table) in enumerate(engine._lkeys):
             order, bounds = prep.segments(keys)
-            inputs = prep.label_inputs(labels, plan.label_groups[g])
-            first = live.rebuild_label_group(st, g, prep.ts, order, bounds, *inputs)
-            table.update(zip(_segment_keys(events, keys, order, bounds), itertools.count(first)))
+            inputs = prep.label_inputs(labels, plan.label_groups[g], label_events)
+            first = live.rebuild_label_group(
+                st, g, prep.ts, prep.clock, order, bounds, *inputs.arrays
+            )
+            segment_keys = _segment_keys(events, keys, order, bounds) + inputs.extra_keys
+            table.update(zip(segment_keys, itertools.count(first)))
         for j, (name, table) in enumerate(engine._categoricals):
             codes = prep.codes(name)[0]
             pairs = pl.DataFrame({"v": events.get_column(name), "c": codes}).unique("v")
@@ -190,6 +207,10 @@ class OnlineEngine:
     def max_key_size(self) -> int:
         """Largest number of entries retained for any one key of any window group."""
         return int(live.max_window_size(self._state))
+
+    def max_label_key_size(self) -> int:
+        """Largest number of labels retained for any one key of any label group."""
+        return int(live.max_label_size(self._state))
 
 
 def _key_reader(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:

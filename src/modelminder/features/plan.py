@@ -30,11 +30,16 @@ class WindowGroup:
 
 @dataclass
 class LabelGroup:
-    """All label-aware features that share one entity key."""
+    """All label-aware features that share one entity key and one time axis.
+
+    ``known`` groups hold the windows over the time labels became known (``over="known"``):
+    their state is sorted by ``known_at``; the others' by the labelled event's time.
+    """
 
     keys: tuple[str, ...]
     specs: npt.NDArray[np.int64]
     horizon: int
+    known: bool = False
 
 
 @dataclass
@@ -81,7 +86,7 @@ def compile_plan(feature_set: FeatureSet, schema: Mapping[str, str]) -> Plan:
     wrows: dict[tuple[str, ...], list[list[int]]] = {}
     wvalues: dict[tuple[str, ...], list[Expr]] = {}
     wcats: dict[tuple[str, ...], list[str]] = {}
-    lrows: dict[tuple[str, ...], list[list[int]]] = {}
+    lrows: dict[tuple[tuple[str, ...], bool], list[list[int]]] = {}
     computes: list[tuple[int, Expr]] = []
     for idx, feat in enumerate(feature_set.features):
         if isinstance(feat, Window):
@@ -102,7 +107,7 @@ def compile_plan(feature_set: FeatureSet, schema: Mapping[str, str]) -> Plan:
                 column = cats.index(feat.agg.field)
             rows.append([KIND_CODES[feat.agg.kind], feat.window_us, column, idx])
         elif isinstance(feat, LabelWindow):
-            lrows.setdefault(feat.keys, []).append(
+            lrows.setdefault((feat.keys, feat.over_known), []).append(
                 [KIND_CODES[feat.agg.kind], feat.window_us, 0, idx]
             )
         elif isinstance(feat, Compute):
@@ -129,8 +134,9 @@ def compile_plan(feature_set: FeatureSet, schema: Mapping[str, str]) -> Plan:
             keys=keys,
             specs=np.array(rows, dtype=np.int64).reshape(-1, 4),
             horizon=max(r[1] for r in rows) + lateness,
+            known=known,
         )
-        for keys, rows in lrows.items()
+        for (keys, known), rows in lrows.items()
     ]
     plan = Plan(feature_set, dict(schema), names, window_groups, label_groups, computes)
     check_row_types(plan)

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from modelminder.features.kernel import label_replay, stable_order, window_replay
+from modelminder.features.kernel import NO_TIME, label_replay, stable_order, window_replay
 from modelminder.features.plan import LabelGroup, Plan
 from modelminder.features.rows import RowFn, RowProgram, row_program
 
@@ -54,6 +54,7 @@ class Prepared:
     C: IntArray  # rows x categorical codes
     _codes: dict[str, tuple[IntArray, int]] = field(default_factory=dict)
     _segments: dict[tuple[str, ...], tuple[IntArray, IntArray]] = field(default_factory=dict)
+    _clock: IntArray | None = None
 
     @property
     def n(self) -> int:
@@ -90,37 +91,123 @@ class Prepared:
             self._segments[keys] = (order, bounds)
         return self._segments[keys]
 
+    @property
+    def clock(self) -> IntArray:
+        """Per row, the latest event time of any earlier row (:data:`NO_TIME` for the first):
+        what the online path's clock says when it reaches that event."""
+        if self._clock is None:
+            before = np.empty(self.n, np.int64)
+            if self.n:
+                before[0] = NO_TIME
+                before[1:] = np.maximum.accumulate(self.ts)[:-1]
+            self._clock = before
+        return self._clock
+
     def label_inputs(
-        self, labels: pl.DataFrame | None, group: LabelGroup
-    ) -> tuple[IntArray, IntArray, Array, IntArray]:
-        """The group's labels key by key in event-time order: (event ts, known_at, value,
-        per-segment bounds). Labels of events not in the frame are ignored."""
-        value_col = self.plan.feature_set.label_value
+        self,
+        labels: pl.DataFrame | None,
+        group: LabelGroup,
+        label_events: pl.DataFrame | None = None,
+    ) -> LabelInputs:
+        """The group's labels key by key, in order of their time coordinate (see
+        :class:`LabelInputs`). A label is keyed by its event: one in the frame, or, for a group
+        over known time, one of ``label_events`` (events older than the frame, say). Labels of
+        other events are ignored."""
         order, bounds = self.segments(group.keys)
-        if labels is None or labels.height == 0:
+        n_seg = len(bounds) - 1
+        if labels is None or labels.height == 0 or self.n == 0:
             empty = np.zeros(0, np.int64)
-            return empty, empty, np.zeros(0), np.zeros(len(bounds), np.int64)
-        row_of = self.events.select("event_id").with_row_index("__row")
-        joined = labels.select(
+            return LabelInputs(empty, empty, np.zeros(0), np.zeros(n_seg + 1, np.int64), [])
+        value_col = self.plan.feature_set.label_value
+        given = labels.select(
             "event_id",
             pl.Series("known_at", ts_micros(labels.get_column("known_at")), dtype=pl.Int64),
-            pl.col(value_col).cast(pl.Float64),
-        ).join(row_of, on="event_id", how="inner")
+            pl.col(value_col).cast(pl.Float64).alias("__value"),
+        )
+        if group.known:
+            return self._known_label_inputs(given, group, label_events)
+        row_of = self.events.select("event_id").with_row_index("__row")
+        joined = given.join(row_of, on="event_id", how="inner")
         label_rows = joined.get_column("__row").cast(pl.Int64).to_numpy()
         known = joined.get_column("known_at").to_numpy()
         group_of_row = np.empty(self.n, np.int64)
-        group_of_row[order] = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+        group_of_row[order] = np.repeat(np.arange(n_seg), np.diff(bounds))
         lg = group_of_row[label_rows]
         l_ets = self.ts[label_rows]
         # Labels key by key, in event-time order (ties by known_at, for determinism).
         l_order = np.lexsort((known, l_ets, lg))
-        l_bounds = np.searchsorted(lg[l_order], np.arange(len(bounds))).astype(np.int64)
-        return (
+        l_bounds = np.searchsorted(lg[l_order], np.arange(n_seg + 1)).astype(np.int64)
+        return LabelInputs(
             np.ascontiguousarray(l_ets[l_order], np.int64),
             np.ascontiguousarray(known[l_order], np.int64),
-            np.ascontiguousarray(joined.get_column(value_col).to_numpy()[l_order], np.float64),
+            np.ascontiguousarray(joined.get_column("__value").to_numpy()[l_order], np.float64),
             l_bounds,
+            [],
         )
+
+    def _known_label_inputs(
+        self, given: pl.DataFrame, group: LabelGroup, label_events: pl.DataFrame | None
+    ) -> LabelInputs:
+        """:meth:`label_inputs` of a group over known time: keyed by the labelled event's key
+        fields (the event need not be in the frame), in ``known_at`` order."""
+        keys = list(group.keys)
+        order, bounds = self.segments(group.keys)
+        n_seg = len(bounds) - 1
+        lookup = self.events.select("event_id", *keys)
+        if label_events is not None and label_events.height:
+            lookup = pl.concat(
+                [lookup, label_events.select("event_id", *keys)], how="vertical_relaxed"
+            ).unique("event_id", keep="first", maintain_order=True)
+        keyed = given.join(lookup, on="event_id", how="inner", maintain_order="left").drop_nulls(
+            keys
+        )
+        # The segment of each label's key; keys with labels but no events in the frame get
+        # segments of their own after the frame's (a rebuilt state keeps them).
+        seg_keys = self.events.select(keys)[order[bounds[:-1]]].with_row_index("__seg")
+        keyed = keyed.join(seg_keys, on=keys, how="left", maintain_order="left")
+        missing = keyed.filter(pl.col("__seg").is_null())
+        extra = missing.select(keys).unique(maintain_order=True)
+        if extra.height:
+            numbered = extra.with_row_index("__extra").with_columns(
+                (pl.col("__extra") + n_seg).cast(pl.Int64)
+            )
+            keyed = keyed.join(numbered, on=keys, how="left", maintain_order="left").with_columns(
+                pl.coalesce(pl.col("__seg").cast(pl.Int64), pl.col("__extra")).alias("__seg")
+            )
+        seg = keyed.get_column("__seg").cast(pl.Int64).to_numpy()
+        known = keyed.get_column("known_at").to_numpy()
+        # Key by key, by known_at; ties in the order given (the log's), as they arrive live.
+        l_order = np.lexsort((np.arange(len(seg)), known, seg))
+        l_bounds = np.searchsorted(seg[l_order], np.arange(n_seg + extra.height + 1))
+        extra_keys: list[Any] = (
+            extra.get_column(keys[0]).to_list() if len(keys) == 1 else list(extra.iter_rows())
+        )
+        known_sorted = np.ascontiguousarray(known[l_order], np.int64)
+        return LabelInputs(
+            known_sorted,
+            known_sorted,
+            np.ascontiguousarray(keyed.get_column("__value").to_numpy()[l_order], np.float64),
+            l_bounds.astype(np.int64),
+            extra_keys,
+        )
+
+
+@dataclass(frozen=True)
+class LabelInputs:
+    """A label group's labels as the compiled loops take them: per label its time coordinate
+    (the labelled event's time, or ``known_at`` for a group over known time), ``known_at`` and
+    value, key by key in coordinate order; segment ``g`` is ``bounds[g]:bounds[g + 1]`` (the
+    frame's key segments first, then ``extra_keys``: keys with labels but no events)."""
+
+    coord: IntArray
+    known_at: IntArray
+    value: Array
+    bounds: IntArray
+    extra_keys: list[Any]
+
+    @property
+    def arrays(self) -> tuple[IntArray, IntArray, Array, IntArray]:
+        return self.coord, self.known_at, self.value, self.bounds
 
 
 def _run(tasks: list[Callable[[], object]], workers: int) -> None:
@@ -174,6 +261,7 @@ def replay_frame(
     events: pl.DataFrame,
     labels: pl.DataFrame | None = None,
     *,
+    label_events: pl.DataFrame | None = None,
     threads: int | None = None,
 ) -> pl.DataFrame:
     """Compute every feature for every event of ``events`` (which must be in log order).
@@ -186,7 +274,12 @@ def replay_frame(
         Columns ``event_id``, ``ts`` and the fields the features read, in log (offset) order.
     labels:
         Columns ``event_id``, ``known_at`` and the feature set's label value column; needed only
-        by label-aware features. Labels of events not in ``events`` are ignored.
+        by label-aware features. Labels of events not in ``events`` are ignored, except by
+        windows over known time when their event is in ``label_events``.
+    label_events:
+        Events (columns ``event_id`` and the key fields) of labels whose events are not in
+        ``events`` -- older ones, say: a label received today of an event from two months ago
+        counts in a window over known time. Only their keys are read.
     threads:
         Worker threads (default :func:`default_threads`); the result does not depend on it.
 
@@ -225,9 +318,20 @@ def replay_frame(
             )
     for lg in plan.label_groups:
         order, bounds = prep.segments(lg.keys)
-        inputs = prep.label_inputs(labels, lg)
+        inputs = prep.label_inputs(labels, lg, label_events).arrays
         tasks.append(
-            partial(label_replay, prep.ts, order, bounds, *inputs, lg.specs, lg.horizon, out)
+            partial(
+                label_replay,
+                prep.ts,
+                prep.clock,
+                order,
+                bounds,
+                *inputs,
+                lg.specs,
+                lg.horizon,
+                lg.known,
+                out,
+            )
         )
     _run(tasks, workers)
     _rows_in_parallel(prep.program.computes, prep.F, out, n, workers)

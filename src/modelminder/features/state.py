@@ -24,6 +24,7 @@ from modelminder.features.kernel import (
     A_LEN,
     END,
     META_LEN,
+    NO_TIME,
     START,
     label_insert,
     label_query,
@@ -41,7 +42,8 @@ _i2 = types.int64[:, ::1]
 # Each window slot is two flat buffers, so touching a key touches two allocations:
 #   ib = [meta (META_LEN) | capacity | ts (cap) | N (cap) | C (cap x nc)]
 #   fb = [X (cap x nv) | A (cap x nt x A_LEN)]   (nt = nv if the group keeps tiles, else 0)
-# Each label slot: ib = [meta | capacity | ts (cap) | known_at (cap)], fb = [value (cap)].
+# Each label slot: ib = [meta | capacity | coordinate (cap) | known_at (cap)], fb = [value (cap)]
+# (the coordinate is the labelled event's time, or known_at for a group over known time).
 FIELDS: list[tuple[str, Any]] = [
     ("wI", types.ListType(_i1)),  # type: ignore[no-untyped-call]
     ("wD", types.ListType(_f1)),  # type: ignore[no-untyped-call]
@@ -59,6 +61,10 @@ FIELDS: list[tuple[str, Any]] = [
     ("lspecs", _i2),
     ("lsb", _i1),
     ("lhor", _i1),
+    ("lknown", _i1),  # 1: the label group's windows are over known time
+    # clock[0]: the latest event time of any key processed so far (NO_TIME before the first):
+    # the retention floor of the groups over known time moves with it.
+    ("clock", _i1),
 ]
 
 
@@ -79,7 +85,7 @@ STATE_TYPE = LiveStateType(FIELDS)  # type: ignore[no-untyped-call]
 
 
 @njit(cache=True)
-def new_state(wspecs, wsb, whor, wtile, voff, nv, coff, nc, lspecs, lsb, lhor):  # type: ignore[no-untyped-def]
+def new_state(wspecs, wsb, whor, wtile, voff, nv, coff, nc, lspecs, lsb, lhor, lknown):  # type: ignore[no-untyped-def]
     """An empty state for a plan's spec tables."""
     st = structref.new(STATE_TYPE)  # type: ignore[call-arg,var-annotated]
     st.wI = List.empty_list(_i1)
@@ -97,6 +103,8 @@ def new_state(wspecs, wsb, whor, wtile, voff, nv, coff, nc, lspecs, lsb, lhor): 
     st.lspecs = lspecs
     st.lsb = lsb
     st.lhor = lhor
+    st.lknown = lknown
+    st.clock = np.full(1, NO_TIME, np.int64)
     return st
 
 
@@ -221,10 +229,16 @@ def online_step(st, wslots, lslots, t, V, C, out):  # type: ignore[no-untyped-de
             t, V, st.voff[g], C, st.coff[g], 0, ts, X, Cs, N, A, meta,
             st.wspecs, st.wsb[g], st.wsb[g + 1], st.whor[g], st.wtile[g], out, 0,
         )  # fmt: skip
+    clock = st.clock[0]
     for g in range(st.lhor.shape[0]):
         s = lslots[g]
         lts, lka, lv, lmeta = _label_views(st.lI[s], st.lD[s])
-        label_query(t, lts, lka, lv, lmeta, st.lspecs, st.lsb[g], st.lsb[g + 1], st.lhor[g], out, 0)
+        label_query(
+            t, clock, lts, lka, lv, lmeta, st.lspecs, st.lsb[g], st.lsb[g + 1], st.lhor[g],
+            st.lknown[g] > 0, out, 0,
+        )  # fmt: skip
+    if t > clock:
+        st.clock[0] = t
 
 
 @njit(cache=True, nogil=True)
@@ -236,7 +250,9 @@ def add_label(st, lslots, ets, known_at, value):  # type: ignore[no-untyped-def]
         if ib[END] >= ib[CAP]:
             _resize_label(st, s, _grown(ib[CAP], ib[END] - ib[START]))
         lts, lka, lv, lmeta = _label_views(st.lI[s], st.lD[s])
-        label_insert(ets, known_at, value, lts, lka, lv, lmeta, st.lhor[g])
+        known = st.lknown[g] > 0
+        coord = known_at if known else ets
+        label_insert(coord, known_at, value, lts, lka, lv, lmeta, st.lhor[g], known, st.clock[0])
 
 
 @njit(cache=True)
@@ -279,23 +295,57 @@ def rebuild_window_group(st, g, ts_all, V, C_all, order, bounds):  # type: ignor
 
 
 @njit(cache=True)
-def rebuild_label_group(st, g, ts_all, order, bounds, l_ets, l_ka, l_v, l_bounds):  # type: ignore[no-untyped-def]
+def max_label_size(st):  # type: ignore[no-untyped-def]
+    """Largest number of labels retained for any one key of any label group."""
+    best = 0
+    for s in range(len(st.lI)):
+        ib = st.lI[s]
+        best = max(best, ib[END] - ib[START])
+    return best
+
+
+@njit(cache=True)
+def set_clock(st, t):  # type: ignore[no-untyped-def]
+    """Set the latest event time seen (after a bulk rebuild)."""
+    st.clock[0] = t
+
+
+@njit(cache=True)
+def rebuild_label_group(st, g, ts_all, clock_all, order, bounds, l_c, l_ka, l_v, l_bounds):  # type: ignore[no-untyped-def]
     """Fold each key's labels in and run its events (to advance the retention floor); keep
-    the result as a new slot per segment; returns the first slot."""
+    the result as a new slot per label segment; returns the first slot.
+
+    ``l_bounds`` may list more segments than ``bounds``: keys with labels but no events (a
+    label over known time of an event older than the events replayed). Call after
+    :func:`set_clock`: entries below the floor the state's clock sets are dropped, and each
+    slot is trimmed to about twice what stays live, as after live updates.
+    """
     scratch = np.empty((st.lspecs[:, 3].max() + 1, 1), np.float64)
     first = len(st.lI)
-    for k in range(bounds.shape[0] - 1):
+    known = st.lknown[g] > 0
+    horizon = st.lhor[g]
+    n_events = bounds.shape[0] - 1
+    for k in range(l_bounds.shape[0] - 1):
         m = l_bounds[k + 1] - l_bounds[k]
         ib, fb = _label_buffers(max(INITIAL_CAPACITY, m + 1))
         lts, lka, lv, lmeta = _label_views(ib, fb)
         for j in range(l_bounds[k], l_bounds[k + 1]):
-            label_insert(l_ets[j], l_ka[j], l_v[j], lts, lka, lv, lmeta, st.lhor[g])
-        for i in range(bounds[k], bounds[k + 1]):
-            r = order[i]
-            label_query(
-                ts_all[r], lts, lka, lv, lmeta, st.lspecs, st.lsb[g], st.lsb[g + 1],
-                st.lhor[g], scratch, 0,
-            )  # fmt: skip
+            label_insert(l_c[j], l_ka[j], l_v[j], lts, lka, lv, lmeta, horizon, known, NO_TIME)
+        if k < n_events:
+            for i in range(bounds[k], bounds[k + 1]):
+                r = order[i]
+                label_query(
+                    ts_all[r], clock_all[r], lts, lka, lv, lmeta, st.lspecs, st.lsb[g],
+                    st.lsb[g + 1], horizon, known, scratch, 0,
+                )  # fmt: skip
+        if known:  # the floor of the clock the live state continues from
+            start = lmeta[START]
+            while start < lmeta[END] and lts[start] <= st.clock[0] - horizon:
+                start += 1
+            lmeta[START] = start
         st.lI.append(ib)
         st.lD.append(fb)
+        live = lmeta[END] - lmeta[START]
+        if ib[CAP] > 2 * max(INITIAL_CAPACITY, live):
+            _resize_label(st, len(st.lI) - 1, 2 * max(INITIAL_CAPACITY, live))
     return first
