@@ -75,6 +75,13 @@ def train(
     stack: Annotated[
         bool, typer.Option(help="Try stacking with the baseline; kept only if better out of time.")
     ] = False,
+    recency_half_life: Annotated[
+        str | None,
+        typer.Option(
+            help="Weigh training rows by recency: a row this old at the cut-off counts half "
+            "(e.g. 30d). Default: every row counts the same."
+        ),
+    ] = None,
     report_html: Annotated[
         Path | None, typer.Option("--report-html", help="Write the guard report as HTML.")
     ] = None,
@@ -94,7 +101,7 @@ def train(
     proj = load_project(project)
     config = TrainConfig(
         estimator=estimator, trials=trials, folds=folds, holdout=holdout, embargo=embargo,
-        scheme=scheme, seed=seed, stack=stack,
+        scheme=scheme, seed=seed, stack=stack, recency_half_life=recency_half_life,
     )  # fmt: skip
     policy = LabelPolicy(unlabeled)
     with progress_bar() as bar:
@@ -129,7 +136,7 @@ def train(
     out.print(_scores_table(result.report.scores))
     gap = result.report.gap
     out.print(
-        f"train-vs-validation AUC gap: {_fmt(gap.auc)} (per fold: "
+        f"in-sample (train-vs-validation) AUC gap, information: {_fmt(gap.auc)} (per fold: "
         + ", ".join(_fmt(g) for g in gap.per_fold_auc)
         + f"; trend {gap.trend_per_fold:+.3f}/fold)"
     )
@@ -204,7 +211,13 @@ def show_model(
     )
     out.print(_scores_table(card.metrics))
     for check in card.report.verdict.checks if card.report.verdict else ():
-        mark = "[green]ok[/green]" if check.passed else "[red]FAIL[/red]"
+        mark = (
+            "[blue]info[/blue]"
+            if check.informational
+            else "[green]ok[/green]"
+            if check.passed
+            else "[red]FAIL[/red]"
+        )
         out.print(f"  {mark} {check.message}")
     for f in card.report.findings:
         out.print(f"  [yellow]finding[/yellow] [{f.kind}] {f.message}")

@@ -70,18 +70,24 @@ def test_a_leaky_feature_is_refused(trained_world: Fixture) -> None:
 
 
 def test_an_overfitted_configuration_is_refused(trained_world: Fixture) -> None:
-    """Very deep trees, no regularization, no early stopping, tiny data."""
+    """Very deep trees, no regularization, no early stopping, tiny data. What refuses it is what
+    production would see (it loses to the baseline out of time); its in-sample gap is reported
+    as information, not a reason."""
     tiny = _tiny(trained_world.data)
     overfit = train_model(tiny, TrainConfig(trials=0, folds=3, params=OVERFIT))
     assert not overfit.verdict.passed
-    assert "overfitting" in _failed(overfit)
-    # The same data with the default regularized configuration is fine.
+    assert "beats_baseline" in _failed(overfit)
+    assert "in_sample_gap" not in _failed(overfit)
+    assert "[information: in-sample (train-vs-validation) AUC gap" in overfit.verdict.summary()
+    # The same data with the default regularized configuration is fine, and fits its training
+    # rows less tightly.
     sound = train_model(tiny, TrainConfig(trials=0, folds=3))
-    assert sound.report.gap.auc < overfit.report.gap.auc - 0.1
+    assert sound.verdict.passed, sound.verdict.summary()
+    assert sound.report.gap.auc < overfit.report.gap.auc
 
 
 def test_a_model_worse_than_the_baseline_is_refused(trained_world: Fixture) -> None:
-    rules = GateRules(min_oot_auc=0.0, max_gap_auc=1.0)  # isolate the baseline rule
+    rules = GateRules(min_oot_auc=0.0, gap_floor_auc=1.0)  # isolate the baseline rule
     config = TrainConfig(estimator=DummyClassifier(strategy="stratified"), **FAST)
     result = train_model(trained_world.data, config, rules)
     assert _failed(result) == {"beats_baseline"}

@@ -131,13 +131,19 @@ class Finding:
 
 @dataclass(frozen=True)
 class Check:
-    """One gate rule applied to a report."""
+    """One gate rule applied to a report.
+
+    An ``informational`` check is a diagnostic the gate reports next to its rules (the
+    in-sample gap): it always passes and never decides the verdict. Cards written before the
+    field existed read back with ``informational=False``.
+    """
 
     name: str
     value: float
     threshold: float
     passed: bool
     message: str
+    informational: bool = False
 
 
 def _check_json(c: Check) -> dict[str, Any]:
@@ -147,12 +153,18 @@ def _check_json(c: Check) -> dict[str, Any]:
         "threshold": c.threshold,
         "passed": c.passed,
         "message": c.message,
+        "informational": c.informational,
     }
 
 
 def _check_of(c: Mapping[str, Any]) -> Check:
     return Check(
-        str(c["name"]), _num(c["value"]), _num(c["threshold"]), bool(c["passed"]), str(c["message"])
+        str(c["name"]),
+        _num(c["value"]),
+        _num(c["threshold"]),
+        bool(c["passed"]),
+        str(c["message"]),
+        bool(c.get("informational", False)),
     )
 
 
@@ -168,9 +180,14 @@ class Verdict:
         return [c.message for c in self.checks if not c.passed]
 
     def summary(self) -> str:
+        """``PASSED: <every rule>`` or ``REJECTED: <the failed rules>``, then the
+        informational checks in brackets."""
+        rules = [c for c in self.checks if not c.informational]
+        info = "; ".join(c.message for c in self.checks if c.informational)
+        tail = f" [information: {info}]" if info else ""
         if self.passed:
-            return "PASSED: " + "; ".join(c.message for c in self.checks)
-        return "REJECTED: " + "; ".join(self.reasons)
+            return "PASSED: " + "; ".join(c.message for c in rules) + tail
+        return "REJECTED: " + "; ".join(self.reasons) + tail
 
     def to_json(self) -> dict[str, Any]:
         return {

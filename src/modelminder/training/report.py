@@ -1,15 +1,29 @@
 """The overfitting & leakage report: what the guard measured, as JSON and as an HTML section.
 
-Sections: scores (train, validation, out-of-time, baseline), per-fold gaps and their trend, a
+Sections: scores (train, validation, out-of-time, baseline), per-fold gaps and their trend, the
+validation trend over the folds, the search (how many trials were infeasible, and why), a
 learning curve, single-feature scores ("too good to be true"), the feature time-travel audit,
 the label-delay audit, duplicates across folds, and findings (``leakage``, ``overfitting``,
 ``data``) that the gate reads.
+
+The validation trend is a **finding, not a gate rule**. It fires when the validation AUC falls
+fold after fold in time (a weighted least-squares slope over the folds at least ``gap_z``
+standard errors below zero, Hanley-McNeil errors, three folds or more) *and* the last fold is
+below the earlier ones by more than the gate's tolerance (:func:`last_fold_shortfall`). Why not
+a rule: the gate's lab-vs-production check already fails a model whose decline continues into
+the out-of-time holdout, which is the question that matters; a decline over the folds measures
+how fast the *problem* drifts (fraudsters adapting), which every configuration and the baseline
+suffer alike, so a rule would reject the best model available when the remedy is to retrain
+more often or weigh recent rows more (``--recency-half-life``); and three to five noisy points
+make a slope that is often "significant" by chance (fraud comes in bursts per card, so the
+errors are too small): on a stationary test world the slope alone crossed 2 standard errors.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +31,7 @@ import numpy.typing as npt
 
 from modelminder.metrics import auc, scores
 from modelminder.model.card import GuardReport
+from modelminder.training.gate import GateRules, auc_standard_error, auc_tolerance
 
 Array = npt.NDArray[Any]
 DAY_US = 86_400_000_000
@@ -47,6 +62,75 @@ def gap_section(folds: list[dict[str, Any]]) -> dict[str, Any]:
         "per_fold_auc": gaps,
         "trend_per_fold": trend,
     }
+
+
+def _se(s: Mapping[str, Any]) -> float:
+    positives = int(s["positives"])
+    return auc_standard_error(float(s["auc"]), positives, int(s["rows"]) - positives)
+
+
+def last_fold_shortfall(
+    valid: Sequence[Mapping[str, Any]], rules: GateRules
+) -> dict[str, float] | None:
+    """How far the last fold's validation AUC is below the mean of the earlier folds', and the
+    tolerance (:func:`~modelminder.training.gate.auc_tolerance` of the two standard errors).
+
+    ``valid`` holds one mapping per fold, in time order, with ``auc``, ``positives`` and
+    ``rows``. None when there is no earlier fold or the last fold's AUC is NaN.
+
+    Examples
+    --------
+    >>> folds = [{"auc": a, "positives": 50, "rows": 5000} for a in (0.95, 0.94, 0.80)]
+    >>> out = last_fold_shortfall(folds, GateRules())
+    >>> round(out["drop"], 3), round(out["tolerance"], 3), out["drop"] > out["tolerance"]
+    (0.145, 0.082, True)
+    """
+    if len(valid) < 2 or math.isnan(float(valid[-1]["auc"])):
+        return None
+    earlier = [f for f in valid[:-1] if not math.isnan(float(f["auc"]))]
+    if not earlier:
+        return None
+    mean = float(np.mean([float(f["auc"]) for f in earlier]))
+    # Standard error of a mean of independent fold estimates.
+    se_earlier = math.sqrt(sum(_se(f) ** 2 for f in earlier)) / len(earlier)
+    last = float(valid[-1]["auc"])
+    tol = auc_tolerance(_se(valid[-1]), se_earlier, rules)
+    return {"last": last, "earlier": mean, "drop": mean - last, "tolerance": tol}
+
+
+def validation_trend(
+    folds: list[dict[str, Any]], rules: GateRules, *, in_time: bool = True
+) -> dict[str, Any]:
+    """Per-fold validation AUC in time order, its weighted slope per fold, and whether it is
+    falling (see the module docstring). Random k-fold has no time order: never falling."""
+    valid = [f["valid"] for f in folds]
+    aucs = [float(v["auc"]) for v in valid]
+    ses = [_se(v) for v in valid]
+    out: dict[str, Any] = {
+        "per_fold_auc": aucs,
+        "per_fold_se": ses,
+        "slope_per_fold": math.nan,
+        "slope_se": math.nan,
+        "last_fold": last_fold_shortfall(valid, rules) if in_time else None,
+        "falling": False,
+    }
+    points = [(k, a, s) for k, (a, s) in enumerate(zip(aucs, ses, strict=True)) if math.isfinite(s)]
+    if not in_time or len(points) < 3:
+        return out
+    x = np.array([p[0] for p in points], np.float64)
+    a = np.array([p[1] for p in points], np.float64)
+    # An AUC of exactly 1.0 has a zero Hanley-McNeil error; 0.001 keeps its weight finite.
+    w = 1.0 / np.maximum([p[2] for p in points], 1e-3) ** 2
+    xm, am = np.average(x, weights=w), np.average(a, weights=w)
+    sxx = float(np.sum(w * (x - xm) ** 2))
+    slope = float(np.sum(w * (x - xm) * (a - am)) / sxx)
+    slope_se = 1.0 / math.sqrt(sxx)
+    last = out["last_fold"]
+    out["slope_per_fold"], out["slope_se"] = slope, slope_se
+    out["falling"] = bool(
+        slope <= -rules.gap_z * slope_se and last is not None and last["drop"] > last["tolerance"]
+    )
+    return out
 
 
 def single_feature_section(
@@ -139,6 +223,22 @@ def findings(report: dict[str, Any], rows: int) -> list[dict[str, str]]:
                 "the maturity period: matured negatives hide positives; lengthen the maturity",
             }
         )
+    trend = report.get("validation_trend") or {}
+    if trend.get("falling"):
+        last = trend["last_fold"]
+        path = " -> ".join(f"{a:.3f}" for a in trend["per_fold_auc"])
+        out.append(
+            {
+                "kind": "overfitting",
+                "message": f"validation AUC falls fold after fold in time ({path}; "
+                f"{trend['slope_per_fold']:+.3f} per fold, "
+                f"{-trend['slope_per_fold'] / trend['slope_se']:.1f} standard errors) and the "
+                f"last fold is {last['drop']:.3f} below the earlier ones (tolerance "
+                f"{last['tolerance']:.3f}): the model's skill decays with time, expect the "
+                "production score to keep falling; retrain more often or weigh recent rows "
+                "more (--recency-half-life)",
+            }
+        )
     gap = report["gap"]
     if gap["trend_per_fold"] > 0.04:
         out.append(
@@ -164,6 +264,11 @@ HTML = """<section class="guard-report">
 {% for f in folds %}<tr><td>{{ f.name }}</td><td>{{ "%.3f"|format(f.train.auc) }}</td>
 <td>{{ "%.3f"|format(f.valid.auc) }}</td><td>{{ "%.3f"|format(f.gap_auc) }}</td></tr>
 {% endfor %}</table>
+{% if search and search.summary %}<h3>Search</h3><p>{{ search.summary }}</p>{% endif %}
+{% if validation_trend and validation_trend.last_fold %}<p>Last fold: validation AUC
+{{ "%.3f"|format(validation_trend.last_fold.last) }} vs {{
+"%.3f"|format(validation_trend.last_fold.earlier) }} on the earlier folds (tolerance {{
+"%.3f"|format(validation_trend.last_fold.tolerance) }}).</p>{% endif %}
 <h3>Learning curve</h3><table><tr><th>share of training rows</th><th>valid AP</th></tr>
 {% for p in learning_curve %}<tr><td>{{ "%.0f%%"|format(100 * p.share) }}</td>
 <td>{{ "%.3f"|format(p.valid_average_precision) }}</td></tr>{% endfor %}</table>

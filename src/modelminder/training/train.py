@@ -29,7 +29,15 @@ from modelminder.training import report as rep
 from modelminder.training.dataset import TrainingSet
 from modelminder.training.estimators import Estimator, FitData, make_estimator
 from modelminder.training.gate import GateRules, Verdict, judge
-from modelminder.training.search import SearchResult, fit_folds, sample_rows, search
+from modelminder.training.search import (
+    Recency,
+    SearchResult,
+    fit_folds,
+    fold_scores,
+    mean_ap,
+    sample_rows,
+    search,
+)
 from modelminder.training.splits import (
     SCHEMES,
     FoldPlan,
@@ -61,6 +69,10 @@ class TrainConfig:
     # Also try a stack of the model and the logistic baseline; kept only if it scores better
     # on the out-of-time holdout.
     stack: bool = False
+    # Weigh training rows by recency: a row this old at the cut-off (e.g. "30d") counts half,
+    # one twice as old a quarter (None: every row counts the same). For retraining on a
+    # drifting problem.
+    recency_half_life: str | None = None
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -74,11 +86,23 @@ class TrainConfig:
                 f"'max_train_rows' must be a whole number >= 100. Got {self.max_train_rows!r}."
             )
         parse_duration(self.embargo, what="'embargo'", allow_zero=True)
+        if self.recency_half_life is not None:
+            parse_duration(self.recency_half_life, what=_HALF_LIFE)
         make_estimator(self.estimator)  # raises on an unknown name
 
     @property
     def embargo_us(self) -> int:
         return parse_duration(self.embargo, what="'embargo'", allow_zero=True)
+
+    def recency(self, data: TrainingSet) -> Recency | None:
+        """The recency weights of ``data``'s rows (age from its cut-off), or None."""
+        if self.recency_half_life is None:
+            return None
+        half_life = parse_duration(self.recency_half_life, what=_HALF_LIFE)
+        return Recency(data.ts(), data.cutoff, half_life)
+
+
+_HALF_LIFE = "'recency_half_life' (--recency-half-life)"
 
 
 @dataclass
@@ -114,6 +138,7 @@ def _learning_curve(
     plan: FoldPlan,
     params: dict[str, Any],
     cfg: TrainConfig,
+    recency: Recency | None = None,
 ) -> list[dict[str, float]]:
     """Validation AP of the last fold when trained on the most recent 25/50/100% of its rows."""
     fold = plan.folds[-1]
@@ -123,7 +148,7 @@ def _learning_curve(
         recent = fold.train[int(len(fold.train) * (1 - share)) :]
         if len(recent) < 50 or not 0 < int(y[recent].sum()) < len(recent):
             continue
-        rows, w = sample_rows(recent, y, cfg.max_train_rows, rng)
+        rows, w = sample_rows(recent, y, cfg.max_train_rows, rng, recency)
         fit_data = FitData(X[rows], y[rows], w, X[fold.valid], y[fold.valid])
         m = est.fit(fit_data, params, seed=cfg.seed)
         points.append(
@@ -289,8 +314,24 @@ def train_model(
         say("fold plan, merged:\n  " + "\n  ".join(checked.describe(data.ts())))
     fold_plan = checked
     est = make_estimator(cfg.estimator)
+    recency = cfg.recency(data)
+    if recency is not None:
+        say(f"recency weights: a row {cfg.recency_half_life} older counts half")
+    # The baseline is fitted first: its validation average precision is one of the search's
+    # feasibility rules (never its holdout score: the search must not see the holdout).
+    b_members: list[Any] = []
+    b_oof: FloatArray | None = None
+    baseline_ap = None
+    if cfg.baseline and est.name != "logistic":
+        say("baseline: logistic regression on the same folds")
+        base = make_estimator("logistic")
+        b_members, b_oof, _ = fit_folds(
+            base, X, y, fold_plan, base.default_params(), max_rows=cfg.max_train_rows,
+            seed=cfg.seed, recency=recency,
+        )  # fmt: skip
+        baseline_ap = mean_ap(fold_scores(y, b_oof, fold_plan))
     if cfg.params is not None:
-        found = SearchResult({**est.default_params(), **cfg.params}, math.nan, [])
+        found = SearchResult({**est.default_params(), **cfg.params}, math.nan, [], rules=rules)
     else:
         found = search(
             est, X, y, fold_plan, trials=cfg.trials, max_rows=cfg.max_train_rows, seed=cfg.seed,
@@ -299,11 +340,15 @@ def train_model(
                 if on_trial is not None
                 else say(f"trial {i}/{cfg.trials}: validation AP {s:.4f}")
             ),
+            rules=rules, baseline_ap=baseline_ap, recency=recency,
         )  # fmt: skip
+        if found.trials:
+            say(found.summary())
     say(f"parameters: {found.params}")
     members, oof, folds = fit_folds(
-        est, X, y, fold_plan, found.params, max_rows=cfg.max_train_rows, seed=cfg.seed
-    )
+        est, X, y, fold_plan, found.params, max_rows=cfg.max_train_rows, seed=cfg.seed,
+        recency=recency,
+    )  # fmt: skip
     valid_rows = np.flatnonzero(~np.isnan(oof))
     model = Ensemble(data.feature_names, members, est.name, found.params)
     model.calibrator = Calibrator.fit(oof[valid_rows], y[valid_rows])
@@ -316,27 +361,18 @@ def train_model(
         "oot": oot,
         "baseline_oot": None,
     }
-    b_members: list[Any] = []
-    b_oof = oof
-    if cfg.baseline and est.name != "logistic":
-        say("baseline: logistic regression on the same folds")
-        base = make_estimator("logistic")
-        b_members, b_oof, _ = fit_folds(
-            base, X, y, fold_plan, base.default_params(), max_rows=cfg.max_train_rows,
-            seed=cfg.seed,
-        )  # fmt: skip
+    if b_members and len(hold):
         b_model = Ensemble(data.feature_names, b_members, "logistic", {})
-        if len(hold):
-            all_scores["baseline_oot"] = scores(y[hold], b_model.predict(X[hold]))
+        all_scores["baseline_oot"] = scores(y[hold], b_model.predict(X[hold]))
     stacking = None
-    if cfg.stack and b_members and len(hold):
+    if cfg.stack and b_members and b_oof is not None and len(hold):
         model, stacking = _try_stack(model, b_members, X, y, oof, b_oof, valid_rows, hold, say)
         all_scores["oot"] = scores(y[hold], model.predict(X[hold]))
     say("report: learning curve, single-feature scores, audits")
     labelled = data.frame.get_column("labelled").to_numpy()
     details: dict[str, Any] = {
         "folds": folds,
-        "learning_curve": _learning_curve(est, X, y, fold_plan, found.params, cfg),
+        "learning_curve": _learning_curve(est, X, y, fold_plan, found.params, cfg, recency),
         "single_feature": rep.single_feature_section(X, y, data.feature_names, valid_rows),
         "time_travel": time_travel_audit(log, plan, data) if log and plan else None,
         "label_delay": rep.label_delay_section(
@@ -352,7 +388,11 @@ def train_model(
             [(f.train, f.valid) for f in fold_plan.folds]
             + ([(np.concatenate([f.train for f in fold_plan.folds]), hold)] if len(hold) else []),
         ),
-        "search": {"trials": found.trials, "best_validation_ap": found.score},
+        "search": found.to_json(),
+        "validation_trend": rep.validation_trend(
+            folds, rules, in_time=fold_plan.scheme != "random"
+        ),
+        "recency_half_life": cfg.recency_half_life,
         "stacking": stacking,
         "data": data.to_meta(),
     }
