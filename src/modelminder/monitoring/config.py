@@ -27,6 +27,9 @@ class MonitorConfig:
     skew_sample: int = 2000  # latest served events replayed for the skew check (0 = off)
     perf_drop: float = 0.1  # AUC or recall this far below the out-of-time score alerts
     min_positives: int = 30  # labelled positives before measured performance can alert
+    # The AUC measured performance is held to when the model's card has no measured AUC to
+    # compare with (no fraud in its out-of-time holdout nor its validation); None: no floor.
+    perf_floor_auc: float | None = 0.75
     drift: DriftConfig = field(default_factory=DriftConfig)
 
     @property
@@ -46,6 +49,14 @@ class MonitorConfig:
             raise MonitorError(
                 "The thresholds must satisfy 0 <= review_at <= block_at <= 1. Got "
                 f"review_at={self.review_at}, block_at={self.block_at}."
+            )
+        floor = self.perf_floor_auc
+        if floor is not None and (
+            isinstance(floor, bool) or not isinstance(floor, int | float) or not 0.5 < floor < 1.0
+        ):
+            raise MonitorError(
+                "The monitor's 'perf_floor_auc' must be an AUC above 0.5 (chance) and below 1, "
+                f"like 0.75, or None to judge no model against a floor. Got {floor!r}."
             )
         if self.from_ts is not None and self.to_ts is not None and self.from_ts >= self.to_ts:
             raise MonitorError("The monitored range is empty: --from must be before --to.")

@@ -8,6 +8,7 @@ and the skew replay.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -258,8 +259,16 @@ def volume_alerts(served: pl.DataFrame, size: int) -> list[Alert]:
 
 
 def performance(
-    part: pl.DataFrame, outcome: pl.DataFrame, record: ModelRecord, version: str, cfg: MonitorConfig
+    part: pl.DataFrame,
+    outcome: pl.DataFrame,
+    record: ModelRecord,
+    version: str,
+    cfg: MonitorConfig,
+    notes: list[str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[Alert]]:
+    """Measured performance per window, and the performance alerts (see
+    :func:`performance_reference` for what they are judged against). ``notes`` receives a
+    line when the judgement falls back from the out-of-time AUC, or cannot be made at all."""
     data = part.join(outcome, on="event_id", how="left")
     rows: list[dict[str, Any]] = []
     for (start,), g in data.group_by(["window_start"], maintain_order=True):
@@ -270,20 +279,95 @@ def performance(
         )
         rows.append({"window_start": start, "model_version": version, **w.to_dict()})
     rows.sort(key=lambda r: r["window_start"])
-    alerts = _performance_alerts(data, record, version, cfg)
+    reference = performance_reference(record, cfg)
+    if notes is not None and (reference is None or reference.name != "out_of_time"):
+        notes.append(_reference_note(record, reference))
+    alerts = [] if reference is None else _performance_alerts(data, reference, version, cfg)
     return rows, alerts
 
 
-def _performance_alerts(
-    data: pl.DataFrame, record: ModelRecord, version: str, cfg: MonitorConfig
-) -> list[Alert]:
-    """Measured AUC below the model's out-of-time score by ``perf_drop``, on pools of
-    consecutive mature windows holding at least ``min_positives`` known positives."""
+@dataclass(frozen=True)
+class PerformanceReference:
+    """What measured AUC is compared with: ``name`` is ``out_of_time``, ``validation`` or
+    ``floor``; ``standard_error`` is the reference's own (0 for the floor, which is exact)."""
+
+    name: str
+    auc: float
+    standard_error: float
+
+    @property
+    def label(self) -> str:
+        """The reference in a few words: ``0.912 out of time at training``."""
+        return {
+            "out_of_time": f"{self.auc:.3f} out of time at training",
+            "validation": f"{self.auc:.3f} on validation at training",
+            "floor": f"the floor of {self.auc:.3f} (perf_floor_auc)",
+        }[self.name]
+
+    @property
+    def words(self) -> str:
+        """The reference as an alert's message says it: with why, for a fallback."""
+        why = {
+            "out_of_time": "",
+            "validation": " (the out-of-time holdout held no fraud, so its AUC was not measured)",
+            "floor": " (neither the out-of-time nor the validation AUC was measured at training: "
+            "they held no fraud)",
+        }
+        return self.label + why[self.name]
+
+
+def performance_reference(record: ModelRecord, cfg: MonitorConfig) -> PerformanceReference | None:
+    """The model's out-of-time AUC from its card; if that was not measurable (the holdout held
+    no fraud, as after a training period that saw one fraud pattern), its validation (out of
+    fold) AUC; if neither was, the absolute floor ``cfg.perf_floor_auc``; None when the floor
+    is off too. Each estimate's standard error comes from its own positives and rows.
+
+    Examples
+    --------
+    >>> from dataclasses import replace
+    >>> from modelminder.model.card import ModelCard, Scores
+    >>> card = ModelCard.example()
+    >>> blind = replace(card.report.scores, oot=Scores(rows=500.0), validation=Scores())
+    >>> meta = replace(card, report=replace(card.report, scores=blind)).to_json()
+    >>> record = ModelRecord("v1", 0, "accepted", (), "x", meta, "t")
+    >>> performance_reference(record, MonitorConfig())
+    PerformanceReference(name='floor', auc=0.75, standard_error=0.0)
+    >>> performance_reference(record, MonitorConfig(perf_floor_auc=None)) is None
+    True
+    """
+    metrics = record.card.metrics
+    for name, s in (("out_of_time", metrics.oot), ("validation", metrics.validation)):
+        if math.isfinite(s.auc):
+            positives = int(s.positives)
+            se = auc_standard_error(s.auc, positives, int(s.rows) - positives)
+            return PerformanceReference(name, s.auc, se)
+    if cfg.perf_floor_auc is None:
+        return None
+    return PerformanceReference("floor", float(cfg.perf_floor_auc), 0.0)
+
+
+def _reference_note(record: ModelRecord, reference: PerformanceReference | None) -> str:
     oot = record.card.metrics.oot
-    ref_auc = oot.auc
-    if not math.isfinite(ref_auc):
-        return []
-    ref_pos, ref_rows = int(oot.positives), int(oot.rows)
+    why = (
+        f"Model {record.version}'s out-of-time AUC was not measured at training (its holdout "
+        f"held {int(oot.positives):,} fraud among {int(oot.rows):,} events)"
+    )
+    if reference is None:
+        return (
+            f"{why}, nor its validation AUC, and the absolute floor is off "
+            "(perf_floor_auc=None): its measured performance raises no alert. Set "
+            "perf_floor_auc, or retrain on a period that holds fraud."
+        )
+    return f"{why}; its measured AUC is judged against {reference.label}."
+
+
+def _performance_alerts(
+    data: pl.DataFrame, ref: PerformanceReference, version: str, cfg: MonitorConfig
+) -> list[Alert]:
+    """Measured AUC below the reference, on pools of consecutive mature windows holding at
+    least ``min_positives`` known positives: by ``perf_drop`` below a training estimate
+    (out of time or validation), or below the floor; in both cases by more than 3 standard
+    errors of the difference."""
     out: list[Alert] = []
     size = cfg.window_us
     # Only windows whose outcomes are (nearly) all known: in a younger window the known ones
@@ -297,6 +381,8 @@ def _performance_alerts(
     known = data.filter(
         pl.col("outcome").is_not_null() & pl.col("window_start").is_in(mature)
     ).sort("ts")
+    # The floor is already the least acceptable AUC; a training estimate may fall by perf_drop.
+    limit = ref.auc if ref.name == "floor" else ref.auc - cfg.perf_drop
     pool: list[pl.DataFrame] = []
     for (_,), g in known.group_by(["window_start"], maintain_order=True):
         pool.append(g)
@@ -308,13 +394,28 @@ def _performance_alerts(
         pool = []
         first = int(joined.get_column("window_start").min())  # type: ignore[arg-type]
         last = int(joined.get_column("window_start").max())  # type: ignore[arg-type]
-        # A drop counts when it is both large (perf_drop) and clear of the noise of two AUCs
-        # measured on few positives (3 standard errors, Hanley-McNeil, window and training).
+        # A drop counts when it is both large and clear of the noise of the AUCs measured on
+        # few positives (3 standard errors, Hanley-McNeil, window and reference).
         se = math.hypot(
-            auc_standard_error(w.auc, w.positives, w.known - w.positives),
-            auc_standard_error(ref_auc, ref_pos, ref_rows - ref_pos),
+            auc_standard_error(w.auc, w.positives, w.known - w.positives), ref.standard_error
         )
-        if w.auc < ref_auc - cfg.perf_drop and ref_auc - w.auc > 3 * se:
+        if w.auc < limit and ref.auc - w.auc > 3 * se:
+            evidence: dict[str, Any] = {
+                "auc": w.auc,
+                "reference": ref.name,
+                "reference_auc": ref.auc,
+                "standard_error": se,
+                "positives": w.positives,
+                "rows": w.known,
+                "recall": w.recall,
+            }
+            worse = (
+                "separates fraud worse than the floor allows"
+                if ref.name == "floor"
+                else "no longer separates fraud as it did"
+            )
+            if ref.name == "out_of_time":  # (the key alerts had before the fallbacks)
+                evidence["out_of_time_auc"] = ref.auc
             out.append(
                 Alert(
                     "performance",
@@ -323,17 +424,10 @@ def _performance_alerts(
                     version,
                     first,
                     last + size,
-                    {
-                        "auc": w.auc,
-                        "out_of_time_auc": ref_auc,
-                        "standard_error": se,
-                        "positives": w.positives,
-                        "rows": w.known,
-                        "recall": w.recall,
-                    },
+                    evidence,
                     f"Measured AUC {w.auc:.3f} on {w.positives} labelled frauds, against "
-                    f"{ref_auc:.3f} out of time at training: the model no longer separates "
-                    "fraud as it did. Retrain on recent labels (minder train) and compare.",
+                    f"{ref.words}: the model {worse}. Retrain on recent labels (minder train) "
+                    "and compare.",
                 )
             )
     return out
