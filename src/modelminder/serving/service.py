@@ -6,6 +6,13 @@ call it. Order of work per event: append to the log first (a 2xx means it is dur
 features (the same engine as replay), then the champion's score and decision, then the record.
 An event id already in the log is never folded into the state twice: a retry gets the
 prediction recorded the first time.
+
+What is served follows the registry: before each batch the service asks whether another
+process committed to the registry since it last looked (``PRAGMA data_version``, tens of
+microseconds), and if the aliases moved (``minder models promote|rollback`` from a shell, the
+retraining loop), it loads what they now name through the checked path before scoring. A
+model that fails to load is not served: the previous one keeps serving and a warning is
+logged.
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ from modelminder.review.policies import DriftTarget
 from modelminder.review.queue import ReviewQueue
 from modelminder.serving.store import ServingStore
 from modelminder.serving.waiting import WaitingLabels
+
+_RETIRED_KEPT = 2  # models served before, kept loaded: a rollback swaps without a load
+logger = logging.getLogger(__name__)
 
 _NOT_SCORED = (
     "This event was logged earlier without a score (e.g. via /v1/events); its features were "
@@ -159,9 +169,15 @@ class Service:
         self._closed = False
         self._targets_at = 0
         self.shadow_errors = 0
+        self.reload_errors = 0  # alias changes whose models could not be loaded (old kept)
         self.champion: Loaded | None = None
         self.shadow: Loaded | None = None
+        self._retired: dict[str, Loaded] = {}
+        self._follow_lock = threading.Lock()
         try:
+            # Kept open: asking it whether anything changed costs one PRAGMA per batch.
+            self.registry = Registry.open(project.root)
+            self._registry_seen = self.registry.data_version()
             self.predictions = PredictionTopic(self.log)
             self.review = ReviewQueue(
                 self.log, project.review, (self.policy.review_at, self.policy.block_at)
@@ -173,6 +189,8 @@ class Service:
             # Close what was opened: a refused start must not leave connections behind.
             if hasattr(self, "store"):
                 self.store.close()
+            if hasattr(self, "registry"):
+                self.registry.close()
             self.log.close()
             raise
         self._shadow_queue: queue.Queue[tuple[list[Prediction], Any, Any] | None] = queue.Queue()
@@ -214,12 +232,12 @@ class Service:
 
     def reload_models(self, loaded: Mapping[str, Loaded] | None = None) -> None:
         """Load the champion and the shadow (or challenger) named by the registry's aliases.
-        Versions in ``loaded`` (just checked by a promote) and those already served are not
-        loaded again."""
-        with Registry.open(self.project.root) as reg:
-            aliases = reg.aliases()
-        known = {m.version: m for m in (self.champion, self.shadow) if m is not None}
-        known.update(loaded or {})
+        Versions in ``loaded`` (just checked by a promote), those served now and the last
+        :data:`_RETIRED_KEPT` served before are not loaded again. Raises (and changes
+        nothing) if a model cannot be loaded."""
+        aliases = self.registry.aliases()
+        previous = [m for m in (self.champion, self.shadow) if m is not None]
+        known = {**self._retired, **{m.version: m for m in previous}, **(loaded or {})}
 
         def load(alias: str) -> Loaded | None:
             version = aliases.get(alias)
@@ -231,7 +249,68 @@ class Service:
         shadow = load("shadow") or load("challenger")
         with self._lock:
             self.champion, self.shadow = champion, shadow
+            serving = {m.version for m in (champion, shadow) if m is not None}
+            retired = {v: m for v, m in self._retired.items() if v not in serving}
+            for m in previous:  # the ones just replaced are the most recent (last)
+                retired.pop(m.version, None)
+                if m.version not in serving:
+                    retired[m.version] = m
+            self._retired = dict(list(retired.items())[-_RETIRED_KEPT:])
         self.refresh_review_targets()
+
+    def follow_registry(self) -> bool:
+        """Serve what the registry's aliases name now, if another process moved them since
+        the last look (called before each batch). Cheap when nothing changed: one ``PRAGMA
+        data_version``. A model that cannot be loaded (tampered, another feature set) is
+        not served: the models served so far stay, a warning is logged and
+        :attr:`reload_errors` counts it; it is tried again at the registry's next change.
+        Returns whether the served models changed."""
+        if self._closed:
+            return False
+        try:
+            version = self.registry.data_version()
+        except Exception as exc:  # a registry that cannot be read must not stop scoring
+            logger.warning("could not check the model registry for changes: %s", exc)
+            return False
+        if version == self._registry_seen:
+            return False
+        with self._follow_lock:  # one reload at a time; the others then see it done
+            if version == self._registry_seen:
+                return False
+            # Seen before loading: a model that fails is not retried on every request.
+            self._registry_seen = version
+            before = self._serving()
+            wanted: tuple[str | None, str | None] = ("?", "?")
+            try:
+                aliases = self.registry.aliases()
+                wanted = (
+                    aliases.get("champion"),
+                    aliases.get("shadow") or aliases.get("challenger"),
+                )
+                if wanted == before:
+                    return False  # another version registered, or this server's own promote
+                self.reload_models()
+            except Exception as exc:  # serving goes on with what it has
+                self.reload_errors += 1
+                logger.warning(
+                    "The model registry now names champion %s and shadow %s, but they could "
+                    "not be served (%s: %s); serving champion %s and shadow %s. Fix the "
+                    "model or move the alias back (minder models rollback).",
+                    *(v or "none" for v in wanted),
+                    type(exc).__name__,
+                    exc,
+                    *(v or "none" for v in self._serving()),
+                )
+                return self._serving() != before
+            return self._serving() != before
+
+    def _serving(self) -> tuple[str | None, str | None]:
+        """The versions served now: (champion, shadow)."""
+        champion, shadow = self.champion, self.shadow
+        return (
+            None if champion is None else champion.version,
+            None if shadow is None else shadow.version,
+        )
 
     def refresh_review_targets(self) -> None:
         """Point the review queue's drift policy at the open data-drift alerts on the
@@ -244,8 +323,7 @@ class Service:
         if champion is None:
             self.review.drift_targets = ()
             return
-        with Registry.open(self.project.root) as reg:
-            reference = reg.get(champion.version).card.reference
+        reference = self.registry.get(champion.version).card.reference
         with self._lock:
             alerts = AlertLog(self.log).read()
         self.review.drift_targets = drift_targets(
@@ -346,6 +424,7 @@ class Service:
 
     def predict(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Score a batch of events (in order) with the champion; see the module docstring."""
+        self.follow_registry()
         champion = self.champion
         if champion is None:
             raise NoChampionError(
@@ -513,6 +592,7 @@ class Service:
         self._shadow_thread.join()
         self.log.close()
         self.store.close()
+        self.registry.close()
         return drained
 
 
