@@ -32,8 +32,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("training", "monitoring"),
     ("serving", "report"),
     ("workflows",),
+    ("loop",),
     ("cli_common",),
-    ("cli_models", "cli_monitor", "cli_review", "cli_serve", "demo"),
+    ("cli_loop", "cli_models", "cli_monitor", "cli_review", "cli_serve", "demo"),
     ("cli", "__main__", "__init__"),
 ]
 LAYER_OF = {unit: i for i, units in enumerate(LAYERS) for unit in units}

@@ -18,7 +18,8 @@ from modelminder.cli_common import (
     progress_bar,
     read_file,
 )
-from modelminder.cli_models import register_commands
+from modelminder.cli_loop import register_loop
+from modelminder.cli_models import models_app, register_commands
 from modelminder.cli_monitor import register_monitoring
 from modelminder.cli_review import register_review
 from modelminder.cli_serve import register_commands as register_serving
@@ -274,23 +275,30 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     schedule: Annotated[str, typer.Option(help=SCHEDULE_HELP)] = "steady",
     trials: Annotated[int, typer.Option(help="Search trials for the training step.")] = 0,
+    loop_days: Annotated[
+        int, typer.Option(help="Days of the adaptive world the loop is backtested on (0: skip).")
+    ] = 120,
+    loop_cards: Annotated[int, typer.Option(help="Cards of that world.")] = 1_500,
 ) -> None:
     """Simulate, ingest, replay, verify parity, train under the guard, promote a champion,
-    stream the latest events live and check skew, on the embedded default (make demo).
+    stream the latest events live and check skew, review, monitor, then backtest the
+    retraining loop on an adaptive world (make demo).
 
     Example: minder demo --days 30 --cards 2000
     """
     from modelminder.demo import run_demo
 
     run_demo(
-        workdir, days=days, cards=cards, seed=seed, console=out, schedule=schedule, trials=trials
-    )
+        workdir, days=days, cards=cards, seed=seed, console=out, schedule=schedule, trials=trials,
+        loop_days=loop_days, loop_cards=loop_cards,
+    )  # fmt: skip
 
 
 register_commands(app)
 register_serving(app)
 register_monitoring(app)
 register_review(app)
+register_loop(app, models_app)
 
 
 def main() -> None:

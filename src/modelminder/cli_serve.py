@@ -72,8 +72,16 @@ def serve(
     # ones note it instead of killing the process before the service is closed.
     previous = {sig: signal.signal(sig, lambda n, _f: stopped_by.append(n)) for sig in _STOP}
     try:
-        uvicorn.run(create_app(service, open_access=open_access), host=host, port=port,
-                    log_level="warning", timeout_graceful_shutdown=GRACE_SECONDS)  # fmt: skip
+        from modelminder.loop.engine import approve
+
+        def approver(version: str, who: str) -> str:
+            return approve(service.project, version, actor=who)
+
+        app = create_app(service, open_access=open_access, approve=approver)
+        uvicorn.run(
+            app, host=host, port=port, log_level="warning",
+            timeout_graceful_shutdown=GRACE_SECONDS,
+        )  # fmt: skip
     finally:
         drained = service.close()
         for sig, handler in previous.items():

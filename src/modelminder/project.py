@@ -21,7 +21,8 @@ from modelminder.features.dsl import FeatureSet
 from modelminder.features.plan import Plan, compile_plan
 
 CONFIG_NAME = "minder.toml"
-BUILTIN_SETS = ("card_fraud",)
+# "card_fraud" is version 1 of the built-in set, kept for projects made by earlier releases.
+BUILTIN_SETS = ("card_fraud_v2", "card_fraud")
 
 CONFIG_TEMPLATE = """\
 # modelminder project configuration.
@@ -78,6 +79,38 @@ value_field = "amount"
 daily_budget = 200
 exploration_share = 0.25  # of the budget kept for the exploration sample
 lease = "15m"
+
+[loop]
+# The retraining loop (minder loop, minder backtest). Triggers: an open alert of these kinds
+# at this severity ("severe", "warn" or "off"), this many new labels since the last training
+# (0 = off), a schedule ("" = off); never two retrains closer than min_interval.
+on_alert = "severe"
+alert_kinds = ["performance", "concept_drift"]
+new_labels = 0
+schedule = "7d"
+min_interval = "3d"
+# Retraining: a replay of the last train_window of the log with the labels known now.
+train_window = "60d"
+recency_half_life = ""
+max_train_rows = 100000
+trials = 0
+maturity = "auto"
+# The candidate against the champion on the latest labelled block neither trained on: paired,
+# with a bootstrap interval on the metric (recall_at_alert_rate, auc or average_precision).
+metric = "recall_at_alert_rate"
+alert_rate = 0.01
+margin = 0.0
+confidence = 0.9
+# The monitors run at most this often (each run looks back over monitor_lookback).
+monitor_every = "1d"
+monitor_lookback = "21d"
+# Then it shadows live traffic; promotion is "auto" or "approve" (minder models approve V).
+shadow_period = "3d"
+promotion = "auto"
+# After a promotion the previous champion shadows; the new one is rolled back automatically
+# when its live metric falls below the previous one's by rollback_margin within probation.
+probation = "14d"
+rollback_margin = 0.05
 """
 
 FEATURES_TEMPLATE = '''\
@@ -191,6 +224,102 @@ class ReviewConfig:
         return parse_duration(self.lease, what="[review].lease")
 
 
+LOOP_METRICS = ("recall_at_alert_rate", "auc", "average_precision")
+# The monitors' alert kinds (modelminder.monitoring.alerts.KINDS, which a test keeps equal).
+ALERT_KINDS = (
+    "data_drift", "multivariate_drift", "data_quality", "volume", "performance",
+    "estimate_gap", "concept_drift", "skew", "probing",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """``[loop]`` in ``minder.toml``: when the loop retrains, how it judges a candidate, and
+    how it promotes and rolls back (see :mod:`modelminder.loop`).
+
+    Examples
+    --------
+    >>> LoopConfig().schedule_us // 86_400_000_000
+    7
+    >>> LoopConfig(metric="f1")
+    Traceback (most recent call last):
+    ...
+    modelminder.errors.ConfigError: [loop].metric must be one of recall_at_alert_rate, auc, \
+average_precision. Got 'f1'.
+    """
+
+    on_alert: str = "severe"  # "severe", "warn" (any severity) or "off"
+    alert_kinds: tuple[str, ...] = ("performance", "concept_drift")
+    new_labels: int = 0  # retrain after this many new labels since the last training (0: off)
+    schedule: str = "7d"  # retrain at least this often ("" = off)
+    min_interval: str = "3d"  # never two retrains closer than this
+    train_window: str = "60d"  # the retrain replays this much of the latest history
+    recency_half_life: str = ""  # weight rows by 0.5 ** (age / half-life) ("" = equal weights)
+    max_train_rows: int = 100_000  # rows per fit: every positive, negatives sampled and weighted
+    trials: int = 0  # search trials per retrain (0: the estimator's defaults)
+    maturity: str = "auto"  # "auto" (from the label delays) or a duration
+    metric: str = "recall_at_alert_rate"
+    alert_rate: float = 0.01  # the operating alert rate of recall_at_alert_rate
+    margin: float = 0.0  # the candidate must beat the champion by this on the metric
+    confidence: float = 0.9  # of the paired interval, whose low end must be above zero
+    monitor_every: str = "1d"  # the monitors run at most this often
+    monitor_lookback: str = "21d"  # each monitor run covers this much of the recent past
+    shadow_period: str = "3d"  # a candidate scores live traffic this long before a decision
+    promotion: str = "auto"  # "auto" or "approve" (a human runs minder models approve V)
+    probation: str = "14d"  # after a promotion, watch the new champion this long
+    rollback_margin: float = 0.05  # roll back when it falls this far below the previous one
+
+    def __post_init__(self) -> None:
+        choices = {"on_alert": ("severe", "warn", "off"), "promotion": ("auto", "approve"),
+                   "metric": LOOP_METRICS}  # fmt: skip
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(
+                    f"[loop].{key} must be one of {', '.join(allowed)}. Got {getattr(self, key)!r}."
+                )
+        kinds = self.alert_kinds
+        if isinstance(kinds, str) or not all(k in ALERT_KINDS for k in kinds):
+            raise ConfigError(
+                f"[loop].alert_kinds must be a list of {', '.join(ALERT_KINDS)}. Got {kinds!r}."
+            )
+        object.__setattr__(self, "alert_kinds", tuple(kinds))
+        for key, least in (("new_labels", 0), ("trials", 0), ("max_train_rows", 1000)):
+            n = getattr(self, key)
+            if isinstance(n, bool) or not isinstance(n, int) or not least <= n <= 100_000_000:
+                raise ConfigError(f"[loop].{key} must be a whole number >= {least}. Got {n!r}.")
+        bounds = (
+            ("alert_rate", 1e-6, 0.5), ("margin", -1.0, 1.0), ("confidence", 0.5, 0.999),
+            ("rollback_margin", 0.0, 1.0),
+        )  # fmt: skip
+        for key, low, high in bounds:
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not low <= v <= high:
+                raise ConfigError(f"[loop].{key} must be a number in [{low}, {high}]. Got {v!r}.")
+        for key in ("schedule", "recency_half_life"):
+            if getattr(self, key) != "":
+                self._duration(key)
+        for key in ("min_interval", "train_window", "shadow_period", "probation",
+                    "monitor_every", "monitor_lookback"):  # fmt: skip
+            self._duration(key, allow_zero=key != "train_window")
+        if self.maturity != "auto":
+            self._duration("maturity")
+
+    def _duration(self, key: str, *, allow_zero: bool = False) -> int:
+        value = getattr(self, key)
+        try:
+            return parse_duration(value, what=f"[loop].{key}", allow_zero=allow_zero)
+        except MinderError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def us(self, key: str) -> int:
+        """A duration setting in microseconds (0 for an empty, switched-off one)."""
+        return 0 if getattr(self, key) == "" else self._duration(key, allow_zero=True)
+
+    @property
+    def schedule_us(self) -> int:
+        return self.us("schedule")
+
+
 @dataclass(frozen=True)
 class Project:
     """A loaded project."""
@@ -203,6 +332,7 @@ class Project:
     builtin: str | None
     serving: ServingConfig = ServingConfig()
     review: ReviewConfig = ReviewConfig()
+    loop: LoopConfig = LoopConfig()
 
     def open_log(self, clock: Clock | None = None) -> EventLog:
         """Open the project's log; ``clock`` (default: the wall clock) is the log's "now"."""
@@ -213,9 +343,9 @@ class Project:
 
     def feature_set(self) -> FeatureSet:
         if self.builtin is not None:
-            from modelminder.features.cardfraud import card_fraud_features
+            from modelminder.features.cardfraud import BUILTIN_VERSIONS, card_fraud_features
 
-            fs = card_fraud_features()
+            fs = card_fraud_features(BUILTIN_VERSIONS[self.builtin])
         else:
             assert self.features_module is not None
             fs = _load_features(self.features_module)
@@ -273,16 +403,8 @@ def load_project(root: str | Path) -> Project:
     if not isinstance(serving, dict):
         raise ConfigError(f"[serving] in {path} must be a table (a [serving] section).")
     unknown_serving = set(serving) - set(ServingConfig.__dataclass_fields__)
-    review = data.get("review", {})
-    if not isinstance(review, dict):
-        raise ConfigError(f"[review] in {path} must be a table (a [review] section).")
-    unknown_review = set(review) - set(ReviewConfig.__dataclass_fields__)
-    if unknown_review:
-        named = ", ".join(f"[review].{k}" for k in sorted(unknown_review))
-        raise ConfigError(
-            f"{path} has unknown key(s) {named}. [review] takes "
-            f"{', '.join(ReviewConfig.__dataclass_fields__)}."
-        )
+    review = _section(data, "review", ReviewConfig.__dataclass_fields__, path)
+    loop = _section(data, "loop", LoopConfig.__dataclass_fields__, path)
     if unknown or unknown_serving:
         keys = [f"[events].{k}" for k in unknown] + [f"[serving].{k}" for k in unknown_serving]
         raise ConfigError(
@@ -324,7 +446,20 @@ def load_project(root: str | Path) -> Project:
         builtin=builtin,
         serving=ServingConfig(**serving),
         review=ReviewConfig(**review),
+        loop=LoopConfig(**loop),
     )
+
+
+def _section(data: dict[str, Any], name: str, keys: Any, path: Path) -> dict[str, Any]:
+    """The ``[name]`` table of the configuration, refusing keys its dataclass lacks."""
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}] in {path} must be a table (a [{name}] section).")
+    unknown = set(table) - set(keys)
+    if unknown:
+        named = ", ".join(f"[{name}].{k}" for k in sorted(unknown))
+        raise ConfigError(f"{path} has unknown key(s) {named}. [{name}] takes {', '.join(keys)}.")
+    return table
 
 
 def _schema(
@@ -369,7 +504,7 @@ def init_project(root: str | Path, *, builtin: bool = False) -> Path:
         raise ConfigError(f"{config} already exists; not overwriting it.")
     text = CONFIG_TEMPLATE.format(name=base.resolve().name)
     if builtin:
-        text = text.replace('module = "features.py"', 'builtin = "card_fraud"')
+        text = text.replace('module = "features.py"', 'builtin = "card_fraud_v2"')
     else:
         (base / "features.py").write_text(FEATURES_TEMPLATE)
     config.write_text(text)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from modelminder.clock import Clock
 from modelminder.errors import ArtifactError, TrainingError
 from modelminder.events.delays import maturity_from_log, parse_request
 from modelminder.events.outcomes import LabelPolicy, latest_time, outcomes
@@ -29,7 +30,7 @@ from modelminder.model.card import ModelCard
 from modelminder.model.ensemble import Ensemble
 from modelminder.project import Project
 from modelminder.registry import ModelRecord, Registry, changes
-from modelminder.training.dataset import build_training_set
+from modelminder.training.dataset import TrainingSet, build_training_set
 from modelminder.training.gate import GateRules
 from modelminder.training.train import TrainConfig, TrainResult, train_model
 
@@ -46,6 +47,7 @@ class Trained:
     record: ModelRecord
     result: TrainResult
     data_summary: str
+    data: TrainingSet | None = None  # the rows it was trained and judged on
 
 
 def train_and_register(
@@ -59,6 +61,8 @@ def train_and_register(
     rules: GateRules | None = None,
     progress: Callable[[str], None] | None = None,
     on_trial: Callable[[int, int, float], None] | None = None,
+    features: pl.DataFrame | None = None,
+    clock: Clock | None = None,
 ) -> Trained:
     """Build the training set, train under the guard, register the model (accepted or
     rejected, with the reasons).
@@ -66,13 +70,17 @@ def train_and_register(
     ``maturity`` replaces the policy's: ``"auto"`` (or ``"auto:0.99"``) estimates it from how
     late the positive labels known by the cut-off arrived, a duration is used as given; None
     keeps the policy's (as given). Either way the evidence is printed with the fold plan and
-    kept in the model card (:mod:`modelminder.events.delays`)."""
+    kept in the model card (:mod:`modelminder.events.delays`).
+
+    ``features`` (a replay computed earlier, see :func:`build_training_set`) and ``clock``
+    (the time of the registration and its audit records) are what the loop's backtest
+    passes."""
     say = progress or (lambda _m: None)
     plan = project.plan()
     policy = policy or LabelPolicy()
     requested = policy.maturity if maturity is None else maturity
     _, given = parse_request(requested)  # a bad --maturity is refused before any work
-    with project.open_log() as log:
+    with project.open_log(clock) as log:
         now = log.clock.now_us()
         latest = log.max_event_ts()
         if latest is None:
@@ -86,7 +94,7 @@ def train_and_register(
             policy = replace(policy, maturity=given)
         data = build_training_set(
             log, plan, cutoff=cut, now=max(now, latest + 1), policy=policy, from_ts=from_ts,
-            maturity=evidence,
+            maturity=evidence, features=features,
         )  # fmt: skip
         say(f"training set: {data.describe()}")
         result = train_model(
@@ -108,6 +116,7 @@ def train_and_register(
                 "embargo": config.embargo,
                 "scheme": config.scheme,
                 "seed": config.seed,
+                "recency_half_life": config.recency_half_life,
             },
         )
         with Registry.open(project.root, log) as reg:
@@ -118,7 +127,7 @@ def train_and_register(
                 reasons=result.verdict.reasons,
                 created_by=actor(),
             )
-    return Trained(record, result, data.describe())
+    return Trained(record, result, data.describe(), data)
 
 
 def load_model(

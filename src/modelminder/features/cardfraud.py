@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from modelminder.errors import FeatureDefinitionError
 from modelminder.features.dsl import (
     Compute,
+    Feature,
     FeatureSet,
     LabelWindow,
     Window,
@@ -27,16 +29,31 @@ CARD_EVENT_FIELDS = {
 }
 
 
-def card_fraud_features() -> FeatureSet:
+BUILTIN_VERSIONS = {"card_fraud_v2": 2, "card_fraud": 1}
+
+
+def card_fraud_features(version: int = 2) -> FeatureSet:
     """Amount, card velocity, z-score, novelty and label-aware merchant risk features (28).
+
+    ``version`` 2 (``builtin = "card_fraud_v2"``, what ``minder init --builtin`` writes) sizes
+    the label features for chargebacks that arrive late; version 1 (``builtin =
+    "card_fraud"``) is the set of earlier releases, kept so that their projects' models still
+    fit (a model serves only the feature set it was trained on): its 7-day merchant frauds
+    over event time stay 0 while labels take a week. Retrain on version 2 to move.
 
     Examples
     --------
     >>> fs = card_fraud_features()
     >>> fs.validate(CARD_EVENT_FIELDS)
-    >>> len(fs.feature_names) > 20
+    >>> len(fs.feature_names), "merchant_chargebacks_7d" in fs.feature_names
+    (28, True)
+    >>> "merchant_frauds_7d" in card_fraud_features(1).feature_names
     True
     """
+    if version not in (1, 2):
+        raise FeatureDefinitionError(
+            f"The built-in card-fraud feature set has versions 1 and 2. Got {version!r}."
+        )
     velocity = [
         Window(f"card_{what}_{w}", agg, by="card_id", window=w)
         for w in ("1h", "24h", "7d", "30d")
@@ -78,19 +95,33 @@ def card_fraud_features() -> FeatureSet:
             # analyst watches ("this terminal got 3 chargebacks this week"), there from the
             # moment they arrive (non-zero at 22% of those events; tests/features/
             # test_known_time.py).
-            LabelWindow(
-                "merchant_chargebacks_7d", label_sum(), by="merchant_id", window="7d", over="known"
-            ),
-            LabelWindow("merchant_frauds_28d", label_sum(), by="merchant_id", window="28d"),
-            # Chargebacks received this week per transaction this week (as card networks'
-            # chargeback ratio, over a week): a large merchant's count alone would look risky.
-            Compute(
-                "merchant_chargeback_rate_7d",
-                col("merchant_chargebacks_7d") / col("merchant_count_7d"),
-            ),
-            Compute(
-                "merchant_fraud_rate_28d", col("merchant_frauds_28d") / col("merchant_count_28d")
-            ),
+            *(_merchant_labels_v2() if version == 2 else _merchant_labels_v1()),
         ],
         allowed_lateness="1d",
     )
+
+
+def _merchant_labels_v2() -> list[Feature]:
+    return [
+        LabelWindow(
+            "merchant_chargebacks_7d", label_sum(), by="merchant_id", window="7d", over="known"
+        ),
+        LabelWindow("merchant_frauds_28d", label_sum(), by="merchant_id", window="28d"),
+        # Chargebacks received this week per transaction this week (as card networks'
+        # chargeback ratio, over a week): a large merchant's count alone would look risky.
+        Compute(
+            "merchant_chargeback_rate_7d",
+            col("merchant_chargebacks_7d") / col("merchant_count_7d"),
+        ),
+        Compute("merchant_fraud_rate_28d", col("merchant_frauds_28d") / col("merchant_count_28d")),
+    ]
+
+
+def _merchant_labels_v1() -> list[Feature]:
+    # Version 1, as earlier releases defined it (its fingerprint must not change).
+    return [
+        LabelWindow("merchant_frauds_7d", label_sum(), by="merchant_id", window="7d"),
+        LabelWindow("merchant_frauds_28d", label_sum(), by="merchant_id", window="28d"),
+        Compute("merchant_fraud_rate_7d", col("merchant_frauds_7d") / col("merchant_count_7d")),
+        Compute("merchant_fraud_rate_28d", col("merchant_frauds_28d") / col("merchant_count_28d")),
+    ]

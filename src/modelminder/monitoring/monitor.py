@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from modelminder.clock import Clock
 from modelminder.errors import MonitorError
 from modelminder.events.log import EventLog
 from modelminder.events.outcomes import latest_time, outcomes
@@ -92,10 +93,12 @@ def run_monitor(
     sinks: Sequence[Sink] = (),
     progress: Progress | None = None,
     record_alerts: bool = True,
+    clock: Clock | None = None,
 ) -> MonitorReport:
     """Run every monitor over the configured range; record the alerts in the log and deliver
     the new ones to ``sinks``. ``record_alerts=False`` is a read-only run: nothing is written
-    or sent.
+    or sent. ``clock`` is the run's clock (the wall clock by default; the loop's backtest
+    passes its simulated one, so alerts are recorded at simulated times).
 
     Examples
     --------
@@ -121,7 +124,7 @@ def run_monitor(
     plan = project.plan()
     size = cfg.window_us
     entity = cfg.entity or _default_entity(plan)
-    with project.open_log() as log:
+    with project.open_log(clock) as log:
         if entity not in log.schema.fields:
             raise MonitorError(
                 f"The probing entity {entity!r} is not an event field; fields: "
@@ -180,7 +183,9 @@ def run_monitor(
                 drift[version] = report
                 alerts += findings.drift_alerts(report, version, size)
                 alerts += findings.quality_alerts(whole, X, ref, version, size)
-            perf_rows, perf_alerts = findings.performance(part, outcome, record, version, cfg)
+            perf_rows, perf_alerts = findings.performance(
+                part, outcome, record, version, cfg, notes
+            )
             perf_alerts += findings.concept_alerts(part, outcome, version, cfg, detectors)
             rows += perf_rows
             alerts += perf_alerts

@@ -579,6 +579,34 @@ def _layout(figure: Any, title: str, *, height: int = 360, xdate: bool = False) 
     )
     if xdate:
         figure.update_xaxes(type="date")
+        pad_single_dates(figure)
+    return figure
+
+
+def pad_single_dates(figure: Any) -> Any:
+    """Give a date axis whose traces all sit at one time a day either side, ticked in days:
+    plotly would otherwise zoom into that instant and tick it in microseconds (a report over
+    one window, like the demo's last day, must still read well).
+
+    Examples
+    --------
+    >>> fig = go.Figure(go.Scatter(x=["2026-04-30 00:00"], y=[1.0]))
+    >>> pad_single_dates(fig).layout.xaxis.range
+    ('2026-04-29 00:00:00', '2026-05-01 00:00:00')
+    """
+    seen: set[dt.datetime] = set()
+    for trace in figure.data:
+        for value in getattr(trace, "x", None) or ():
+            try:
+                seen.add(dt.datetime.fromisoformat(str(value)))
+            except ValueError:
+                return figure  # not a date axis
+    if len(seen) == 1:
+        (only,) = seen
+        day = dt.timedelta(days=1)
+        figure.update_xaxes(
+            range=[str(only - day), str(only + day)], dtick=DAY_US // 1000, tickformat="%Y-%m-%d"
+        )
     return figure
 
 

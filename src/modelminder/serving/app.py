@@ -123,7 +123,12 @@ def _event_model(schema: EventSchema) -> type[BaseModel]:
     )  # fmt: skip
 
 
-def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
+def create_app(
+    service: Service,
+    *,
+    open_access: bool = False,
+    approve: Callable[[str, str], str] | None = None,
+) -> FastAPI:
     """The API over ``service``."""
     Event = _event_model(service.log.schema)
     LabelIn = _label_model(service.log.schema.label)
@@ -298,6 +303,21 @@ def create_app(service: Service, *, open_access: bool = False) -> FastAPI:
         who = caller(request) + " (api)"
         version = await run_in_threadpool(lambda: service.rollback(actor=who, reason=reason))
         return {"champion": version}
+
+    @app.post("/v1/models/{version}/approve", tags=["models"],
+              responses=responses(401, 403, 409))  # fmt: skip
+    async def approve_candidate(
+        request: Request, version: str, _: str = Depends(requires("admin"))
+    ) -> dict[str, str]:
+        """Approve the candidate the retraining loop holds for a human (``[loop].promotion =
+        "approve"``): it becomes champion at once through the checked path (409 if it is not
+        the one waiting), and the service serves it."""
+        if approve is None:
+            raise HTTPException(409, "This server was started without the retraining loop.")
+        who = caller(request) + " (api)"
+        text = await run_in_threadpool(lambda: approve(version, who))
+        await run_in_threadpool(service.reload_models)
+        return {"champion": version, "decision": text}
 
     add_monitor_routes(app, service, requires("reviewer"), responses)
     add_review_routes(app, service, requires("reviewer"), responses)

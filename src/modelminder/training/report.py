@@ -180,16 +180,32 @@ def duplicates_section(
 def findings(report: dict[str, Any], rows: int) -> list[dict[str, str]]:
     """What the gate and a reader should look at first."""
     out: list[dict[str, str]] = []
+    travel = report.get("time_travel") or {}
+    # A feature this good alone is suspect. It is leakage (and the gate refuses the model)
+    # when it reads labels, directly or through a computed feature, or when no time-travel
+    # audit showed that it sees only the past. A plain event feature the audit cleared is
+    # reported but not refused: when one fraud pattern dominates (all fraud big-ticket, say)
+    # a single honest feature can separate it, and that is the data, not a leak.
+    label_aware = set(report.get("label_aware") or ())
+    audited = bool(travel) and int(travel.get("checked_events", 0)) > 0
     for f in report["single_feature"]:
         if not math.isnan(f["auc"]) and f["auc"] >= TOO_GOOD_AUC:
+            name = f["feature"]
+            leak = name in label_aware or not audited
+            why = (
+                "it reads labels" if name in label_aware
+                else "no time-travel audit ran" if not audited
+                else "it reads no labels and the time-travel audit found no look-ahead"
+            )  # fmt: skip
             out.append(
                 {
-                    "kind": "leakage",
-                    "message": f"feature '{f['feature']}' alone scores AUC {f['auc']:.3f} "
-                    f"(>= {TOO_GOOD_AUC}): too good to be true -- does it use the label?",
+                    "kind": "leakage" if leak else "warning",
+                    "message": f"feature '{name}' alone scores AUC {f['auc']:.3f} "
+                    f"(>= {TOO_GOOD_AUC}): "
+                    + ("too good to be true -- does it use the label? (" + why + ")" if leak
+                       else "very predictive on its own; not treated as leakage: " + why),
                 }
-            )
-    travel = report.get("time_travel") or {}
+            )  # fmt: skip
     for name in travel.get("mismatched_features", []):
         out.append(
             {

@@ -163,6 +163,17 @@ def _learning_curve(
     return points
 
 
+def label_aware(plan: Plan) -> list[str]:
+    """The features that read labels: label windows and what is computed from them."""
+    from modelminder.features.dsl import Compute, LabelWindow
+
+    aware: list[str] = []
+    for f in plan.feature_set.features:
+        if isinstance(f, LabelWindow) or (isinstance(f, Compute) and f.expr.names() & {*aware}):
+            aware.append(f.name)
+    return aware
+
+
 def time_travel_audit(
     log: EventLog, plan: Plan, data: TrainingSet, *, sample: int = 20_000
 ) -> dict[str, Any]:
@@ -375,6 +386,7 @@ def train_model(
         "learning_curve": _learning_curve(est, X, y, fold_plan, found.params, cfg, recency),
         "single_feature": rep.single_feature_section(X, y, data.feature_names, valid_rows),
         "time_travel": time_travel_audit(log, plan, data) if log and plan else None,
+        "label_aware": label_aware(plan) if plan else [],
         "label_delay": rep.label_delay_section(
             data.ts(),
             data.frame.get_column("label_arrived_at").fill_null(0).to_numpy(),

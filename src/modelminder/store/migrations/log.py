@@ -21,6 +21,10 @@ Tables and their owners: ``log_meta``, ``events``, ``labels``, ``label_expiry`` 
    gave a review label and why (empty for other sources). Existing labels are revision 0.
 5. ``review_overlap``: ``review_items.reviews_needed`` -- 2 for the overlap sample that two
    reviewers label independently (their agreement), else 1.
+6. ``loop_lock``: leases that keep two retraining loops from working at once
+   (:mod:`modelminder.loop.lock`); one row per lock name, taken or renewed by a conditional
+   upsert. It is the only table besides ``log_meta`` whose rows change: a lease is a claim on
+   the present, not a record (the loop's decisions are audit records).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ def migrations(fields: Mapping[str, str], label: str = "is_fraud") -> tuple[Migr
         Migration(3, "review_queue", _review_queue),
         Migration(4, "label_corrections", _label_corrections),
         Migration(5, "review_overlap", _review_overlap),
+        Migration(6, "loop_lock", _loop_lock),
     )
 
 
@@ -190,3 +195,10 @@ def _label_corrections(db: Database) -> None:
 def _review_overlap(db: Database) -> None:
     if "reviews_needed" not in {str(r[1]) for r in db.fetch("PRAGMA table_info(review_items)")}:
         db.fetch("ALTER TABLE review_items ADD COLUMN reviews_needed INTEGER NOT NULL DEFAULT 1")
+
+
+def _loop_lock(db: Database) -> None:
+    db.fetch(
+        "CREATE TABLE IF NOT EXISTS loop_lock (name TEXT PRIMARY KEY, holder TEXT NOT NULL, "
+        "acquired_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)"
+    )
