@@ -15,7 +15,11 @@ explicit, recorded override. Rules (all configurable in :class:`GateRules`):
 * ``leakage`` -- no leakage findings (a single feature that is too good to be true, a feature
   that changes when later events are removed, an event in both training and validation);
 * ``beats_baseline`` -- the model beats the simple baseline (logistic regression, same folds)
-  on the out-of-time average precision by at least ``baseline_margin``.
+  on the out-of-time average precision by at least ``baseline_margin``; a tie is accepted
+  within ``gap_z`` bootstrap standard errors of the paired difference, at most
+  ``baseline_tie`` (0.02) below the baseline: on an easy problem (one fraud pattern that a
+  linear model separates) both score alike, and refusing the model for noise would leave no
+  champion, while a model clearly below the baseline is still refused.
 
 Information, not a rule: ``in_sample_gap``, the train-vs-validation AUC gap. Boosted trees
 score about 1.0 on their own training rows whatever the problem, so on a problem whose best
@@ -79,9 +83,12 @@ class GateRules:
     baseline_margin: float = 0.0
     gap_floor_auc: float = 0.02
     gap_z: float = 2.0
+    baseline_tie: float = 0.02  # beats_baseline accepts a tie this close (within 2 SE)
 
     def __post_init__(self) -> None:
-        for name in ("max_gap_auc", "min_oot_auc", "baseline_margin", "gap_floor_auc"):
+        for name in (
+            "max_gap_auc", "min_oot_auc", "baseline_margin", "gap_floor_auc", "baseline_tie"
+        ):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
                 raise TrainingError(
@@ -234,14 +241,26 @@ def judge(report: GuardReport, rules: GateRules) -> Verdict:
     if rules.must_beat_baseline and s.baseline_oot is not None:
         mine = s.oot.average_precision
         base = s.baseline_oot.average_precision
-        ok = not math.isnan(mine) and (math.isnan(base) or mine >= base + rules.baseline_margin)
+        # The paired difference's bootstrap standard error on the holdout (training.train):
+        # a model that only ties the baseline within that noise is not refused for it.
+        se = float((report.details.get("baseline_gap") or {}).get("se", 0.0) or 0.0)
+        slack = min(rules.gap_z * se, rules.baseline_tie) if math.isfinite(se) else 0.0
+        ok = not math.isnan(mine) and (
+            math.isnan(base) or mine >= base + rules.baseline_margin - slack
+        )
+        noise = (
+            f"; a tie within {slack:.3f} is accepted (min of {rules.gap_z:g} x {se:.3f} standard "
+            f"error of the difference and {rules.baseline_tie:.3f})"
+            if se and math.isfinite(se)
+            else ""
+        )
         checks.append(
             Check(
                 "beats_baseline",
                 mine - base if not math.isnan(base) else math.nan,
                 rules.baseline_margin,
                 ok,
-                f"out-of-time average precision {mine:.3f} vs baseline {base:.3f}"
+                f"out-of-time average precision {mine:.3f} vs baseline {base:.3f}{noise}"
                 + ("" if ok else " (does not beat the logistic baseline)"),
             )
         )

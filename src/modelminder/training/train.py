@@ -331,6 +331,7 @@ def train_model(
     # The baseline is fitted first: its validation average precision is one of the search's
     # feasibility rules (never its holdout score: the search must not see the holdout).
     b_members: list[Any] = []
+    b_model: Ensemble | None = None
     b_oof: FloatArray | None = None
     baseline_ap = None
     if cfg.baseline and est.name != "logistic":
@@ -406,6 +407,11 @@ def train_model(
         ),
         "recency_half_life": cfg.recency_half_life,
         "stacking": stacking,
+        "baseline_gap": (
+            rep.paired_ap_se(y[hold], model.predict(X[hold]), b_model.predict(X[hold]), cfg.seed)
+            if b_model is not None and len(hold)
+            else None
+        ),
         "data": data.to_meta(),
     }
     gap = rep.gap_section(folds)
