@@ -277,8 +277,8 @@ def demo(
     trials: Annotated[int, typer.Option(help="Search trials for the training step.")] = 0,
     loop_days: Annotated[
         int, typer.Option(help="Days of the adaptive world the loop is backtested on (0: skip).")
-    ] = 120,
-    loop_cards: Annotated[int, typer.Option(help="Cards of that world.")] = 1_500,
+    ] = 90,
+    loop_cards: Annotated[int, typer.Option(help="Cards of that world.")] = 1_000,
 ) -> None:
     """Simulate, ingest, replay, verify parity, train under the guard, promote a champion,
     stream the latest events live and check skew, review, monitor, then backtest the

@@ -123,7 +123,7 @@ def test_a_crash_mid_retrain_leaves_the_champion_serving(project: Project) -> No
         time.sleep(0.05)
     time.sleep(0.5)  # well into the training
     proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    proc.communicate(timeout=30)  # reaps it and closes its pipe
     assert _steps(project).count("retrain_finished") == before  # it died mid-way
     assert _aliases(project) == {"champion": "v1"}
     # The next run sees the interrupted retrain, says so, and retrains cleanly.

@@ -350,7 +350,8 @@ def _alert_words(a: Alert) -> str:
             f"AUC fell to {e['auc']:.3f} from {ref_auc:.3f} ({ref}), recall at the review "
             f"threshold {e.get('recall', math.nan):.2f} on {e.get('positives', 0)} frauds"
         )
-    return a.action.split(".")[0]
+    first = a.action.split(". ")[0]  # the action's first sentence (not at a decimal point)
+    return first if len(first) <= 200 else first[:197] + "..."
 
 
 def _trained_at(ctx: RunContext, version: str) -> int:
