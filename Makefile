@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create/refresh the virtual environment with everything needed.
 
-demo: $(STAMP) ## Simulate a world, replay features, train under the guard, stream it live, check skew.
+demo: $(STAMP) ## Simulate, train under the guard, serve live, review, monitor, backtest the retraining loop.
 	$(BIN)/minder demo --dir demo-run
 
 test: $(STAMP) ## Run the whole test suite (unit, property, CLI, doctests).

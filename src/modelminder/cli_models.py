@@ -209,6 +209,10 @@ def show_model(
         f"data: offsets {data.from_offset}..{data.to_offset}, cut-off {data.cutoff}, "
         f"counts {dict(data.counts)}"
     )
+    from modelminder.training.dataset import maturity_evidence
+
+    evidence = maturity_evidence(card)
+    out.print(evidence.describe() if evidence else f"label policy: {data.label_policy.describe()}")
     out.print(_scores_table(card.metrics))
     for check in card.report.verdict.checks if card.report.verdict else ():
         mark = (
