@@ -46,6 +46,7 @@ from modelminder.registry import Registry, changes
 
 DAY_US = 86_400_000_000
 MARKER = ".minder-backtest"
+FAILURES = ("candidate_rejected", "retrain_failed")
 Progress = Callable[[int, int, str], None]
 
 
@@ -153,11 +154,10 @@ def run_backtest(
         feed(-(2**62), from_ts, log)
     ctx = RunContext(project, clock, features, say=tell)
     decisions = run_once(ctx, force_retrain="the backtest starts: a first model to serve")
+    # Until a first model passes the gate nothing is served (as in a new project); each
+    # day's run retrains ("there is no champion yet"). The first champion is also kept frozen.
     with Registry.open(project.root) as reg:
-        frozen_version = reg.alias("champion")
-    if frozen_version is None:
-        why = decisions[-1].text if decisions else "no model was trained"
-        raise MinderError(f"The first model could not be made at {_day(from_ts)}: {why}.")
+        frozen: str | None = reg.alias("champion")
     fp = project.fingerprint()
     models: dict[str, Ensemble] = {}
 
@@ -197,16 +197,24 @@ def run_backtest(
                             0, served_features(x[i].tolist()), [],
                         ))  # fmt: skip
                 PredictionTopic(log).append(preds)
+                frozen = frozen or champion
                 served.append(pl.DataFrame({
                     "event_id": ids.gather(rows), "ts": order_ts[rows],
                     "looped": scored["champion"][1], "version": [champion] * rows.size,
-                    "frozen": model(frozen_version).predict(x),
+                    "frozen": model(frozen or champion).predict(x),
                 }))  # fmt: skip
         label_days.append({"day": _day(lo), "events": n_events, "labels": n_labels})
         decisions += run_once(ctx)
         if progress is not None:
             progress(d + 1, days, _day(lo))
-    scored_all = pl.concat(served) if served else pl.DataFrame()
+    if frozen is None:
+        why = next((d.text for d in reversed(decisions) if d.step in FAILURES), "")
+        raise MinderError(
+            f"No model passed the gate between {_day(from_ts)} and {_day(to_ts)}, so nothing "
+            f"was served; the last attempt: {why or 'no retrain ran'}."
+        )
+    frozen_version = frozen
+    scored_all = pl.concat(served)
     with project.open_log(clock) as log:
         all_labels = log.read("labels")
         with Registry.open(project.root) as reg:
