@@ -277,7 +277,7 @@ def demo(
     trials: Annotated[int, typer.Option(help="Search trials for the training step.")] = 0,
     loop_days: Annotated[
         int, typer.Option(help="Days of the adaptive world the loop is backtested on (0: skip).")
-    ] = 90,
+    ] = 100,
     loop_cards: Annotated[int, typer.Option(help="Cards of that world.")] = 1_000,
 ) -> None:
     """Simulate, ingest, replay, verify parity, train under the guard, promote a champion,

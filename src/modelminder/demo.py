@@ -30,7 +30,7 @@ def run_demo(
     schedule: str = "steady",
     trials: int = 0,
     live_events: int = 5_000,
-    loop_days: int = 90,
+    loop_days: int = 100,
     loop_cards: int = 1_000,
 ) -> None:
     """Run the demo story in ``workdir`` (recreated) and print what happened."""

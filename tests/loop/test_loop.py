@@ -156,3 +156,23 @@ def test_loop_once_with_nothing_due_says_so(project: Project) -> None:
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "nothing to do" in out.stdout
+
+
+def test_a_due_retrain_waits_while_the_new_champion_cannot_be_judged_yet(project: Project) -> None:
+    from modelminder.clock import SimulatedClock
+    from modelminder.registry import changes
+
+    v2 = copy_version(project, "v1")
+    fp = project.fingerprint()
+    changes.promote(project.root, None, v2, fingerprint=fp, actor="test", reason="test")
+    changes.promote(project.root, None, "v1", alias="shadow", fingerprint=fp, actor="test",
+                    reason="probation")  # fmt: skip
+    audit(project, "promoted", {"version": v2, "previous": "v1"}, today_us())
+    said: list[str] = []
+    # Eight days on, the weekly schedule is due, but no served event has a known outcome yet:
+    # retraining would end the probation unjudged, so it waits.
+    ctx = RunContext(project, SimulatedClock(today_us() + 8 * DAY_US), say=said.append)
+    assert [d.step for d in run_once(ctx)] == []
+    assert any("the retrain waits" in m and "0 labelled frauds" in m for m in said), said
+    assert current_state(project).stage == "probation"
+    assert _aliases(project) == {"champion": v2, "shadow": "v1"}

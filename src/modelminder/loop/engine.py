@@ -136,16 +136,22 @@ def _run(ctx: RunContext, log: EventLog, lock: LoopLock, now: int, force: str) -
         return out
     if state.stage == "approval":
         return out  # a human decides (minder models approve V)
+    watch, evidence = "", ""
     if state.stage == "probation" and state.candidate and state.previous:
-        rolled = _watch_probation(ctx, log, state, now, record)
-        if rolled:
+        watch, evidence = _watch_probation(ctx, log, state, now, record)
+        if watch == "rolled":
             return out
     fired = _triggers(ctx, log, state, champion, alerts, now, force)
     if not fired:
         return out
+    if watch == "waiting" and not force:
+        # Retraining now would end the probation before the new champion could be judged
+        # (its previous champion stops shadowing it): the retrain waits for the evidence.
+        ctx.say(f"{_day(now)}: the retrain waits: {evidence}")
+        return out
     record("triggered", "; ".join(fired), {"reasons": fired})
-    if state.stage == "probation":
-        _end_probation(project, log, "a new candidate supersedes the probation", record)
+    if watch == "holds":
+        _end_probation(project, log, f"{evidence}; a new candidate follows", record)
     lock.acquire(now=now)  # renew: a retrain can take minutes
     _retrain(ctx, log, champion, now, record)
     return out
@@ -247,14 +253,16 @@ def approve(project: Project, version: str, *, actor: str, clock: Clock | None =
 
 def _watch_probation(
     ctx: RunContext, log: EventLog, state: st.LoopState, now: int, record: Any
-) -> bool:
+) -> tuple[str, str]:
     """Roll back when the new champion's live metric falls below the previous one's by the
-    margin (paired, on the same events); end probation when its time is up. True when it
-    rolled back."""
+    margin (paired, on the same events); end probation when its time is up. Returns what
+    happened (``rolled``, ``ended``, ``holds``: judged and not worse, ``waiting``: too few
+    labelled frauds yet) and the evidence in words."""
     project, cfg = ctx.project, ctx.project.loop
     new, old = str(state.candidate), str(state.previous)
     live = live_comparison(project, log, old, new, since=state.since or now, now=now)
-    enough = live is not None and live.positives >= MIN_LIVE_POSITIVES
+    positives = 0 if live is None else live.positives
+    enough = live is not None and positives >= MIN_LIVE_POSITIVES
     if live is not None and enough and live.worse(cfg.metric, cfg.rollback_margin):
         text = (
             f"{_metric(cfg.metric)} of champion {new} fell below {old}'s by "
@@ -267,10 +275,17 @@ def _watch_probation(
         with Registry.open(project.root, log) as reg:
             reg.clear_alias("shadow", actor=ACTOR, reason="rolled back")
         record("rolled_back", text, {"version": new, "to": old, "live": live.to_json()})
-        return True
+        return "rolled", text
     if now - (state.since or now) >= cfg.us("probation"):
         _end_probation(project, log, f"probation of {new} is over", record)
-    return False
+        return "ended", ""
+    if live is not None and enough:
+        held = f"champion {new} holds against {old} live ({live.get(cfg.metric).describe()})"
+        return "holds", held
+    return "waiting", (
+        f"champion {new} is on probation with {positives} labelled frauds to judge it by "
+        f"against {old} (needs {MIN_LIVE_POSITIVES})"
+    )
 
 
 def _end_probation(project: Project, log: EventLog, why: str, record: Any) -> None:
