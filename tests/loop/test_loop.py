@@ -83,7 +83,25 @@ def test_with_promotion_approve_a_human_decides(project: Project) -> None:
     assert run_once(RunContext(project)) == []  # waits; nothing else happens
     with pytest.raises(RegistryError, match="not waiting for approval"):
         approve(project, "v1", actor="alice")
-    approve(project, v2, actor="alice")
+    # Over HTTP, as minder serve wires it: admin only (the route-table test covers the
+    # roles), 409 for a version that is not waiting, and the server serves the approved one.
+    from fastapi.testclient import TestClient
+
+    from modelminder.serving.app import create_app
+    from modelminder.serving.service import Service
+
+    service = Service(project)
+    try:
+        app = create_app(service, approve=lambda v, who: approve(project, v, actor=who))
+        admin = {"Authorization": f"Bearer {service.store.create_token('admin')}"}
+        with TestClient(app) as client:
+            r = client.post("/v1/models/v1/approve", headers=admin)
+            assert r.status_code == 409 and "not waiting" in r.json()["error"]["message"]
+            r = client.post(f"/v1/models/{v2}/approve", headers=admin)
+            assert r.status_code == 200 and r.json()["champion"] == v2, r.text
+        assert service.champion is not None and service.champion.version == v2
+    finally:
+        service.close()
     assert _aliases(project)["champion"] == v2
     assert current_state(project).stage == "probation"
 
