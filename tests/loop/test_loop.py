@@ -191,6 +191,6 @@ def test_a_due_retrain_waits_while_the_new_champion_cannot_be_judged_yet(project
     # retraining would end the probation unjudged, so it waits.
     ctx = RunContext(project, SimulatedClock(today_us() + 8 * DAY_US), say=said.append)
     assert [d.step for d in run_once(ctx)] == []
-    assert any("the retrain waits" in m and "0 labelled frauds" in m for m in said), said
+    assert any("the retrain waits" in m and "(0 labelled frauds" in m for m in said), said
     assert current_state(project).stage == "probation"
     assert _aliases(project) == {"champion": v2, "shadow": "v1"}

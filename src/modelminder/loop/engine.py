@@ -279,12 +279,17 @@ def _watch_probation(
     if now - (state.since or now) >= cfg.us("probation"):
         _end_probation(project, log, f"probation of {new} is over", record)
         return "ended", ""
-    if live is not None and enough:
-        held = f"champion {new} holds against {old} live ({live.get(cfg.metric).describe()})"
+    # Ended early (so that a due retrain may go ahead) only once the new champion is shown
+    # better live; a tie on few frauds (both catching none of them) proves nothing.
+    if live is not None and enough and live.better(cfg.metric, 0.0):
+        held = f"champion {new} beats {old} live ({live.get(cfg.metric).describe()})"
         return "holds", held
+    shown = f"{positives} labelled frauds" + (
+        f", {live.get(cfg.metric).describe()}" if live is not None and enough else ""
+    )
     return "waiting", (
-        f"champion {new} is on probation with {positives} labelled frauds to judge it by "
-        f"against {old} (needs {MIN_LIVE_POSITIVES})"
+        f"champion {new} is on probation against {old} ({shown}; it ends early only once "
+        f"{new} is shown better on at least {MIN_LIVE_POSITIVES} frauds)"
     )
 
 
