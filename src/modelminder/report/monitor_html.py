@@ -595,6 +595,8 @@ def pad_single_dates(figure: Any) -> Any:
     ('2026-04-29 00:00:00', '2026-05-01 00:00:00')
     """
     seen: set[dt.datetime] = set()
+    if any(trace.type == "heatmap" for trace in figure.data):
+        return figure  # a one-column heatmap fills its axis; a padded range would hide it
     for trace in figure.data:
         for value in getattr(trace, "x", None) or ():
             try:
