@@ -251,7 +251,10 @@ def judge(report: GuardReport, rules: GateRules) -> Verdict:
         noise = (
             f"; a tie within {slack:.3f} is accepted (min of {rules.gap_z:g} x {se:.3f} standard "
             f"error of the difference and {rules.baseline_tie:.3f})"
-            if se and math.isfinite(se)
+            if se
+            and math.isfinite(se)
+            and not math.isnan(base)
+            and mine < base + rules.baseline_margin  # only when the tie was needed
             else ""
         )
         checks.append(
