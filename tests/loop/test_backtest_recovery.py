@@ -5,6 +5,7 @@ than the first model left frozen. Loosely asserted here; docs/loop.md has the ex
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,12 @@ def test_the_loop_recovers_where_the_frozen_model_does_not(tmp_path: Path) -> No
         tmp_path / "p", days=100, cards=1000, seed=7, schedule="adaptive",
         fraud_card_share=0.15, label_delay_days=2.5, max_label_delay_days=7.0,
     )  # fmt: skip
+    # The demo's policy, but monitors every other day (the per-day cost of the backtest).
+    config = replace(project.loop, monitor_every="2d")
     result = run_backtest(
-        project, from_ts=day(world, 33), to_ts=day(world, 100), workdir=tmp_path / "bt"
-    )
+        project, from_ts=day(world, 33), to_ts=day(world, 100), workdir=tmp_path / "bt",
+        config=config,
+    )  # fmt: skip
     steps = [d.step for d in result.decisions]
     promotions = [d for d in result.decisions if d.step == "promoted"]
     # A first champion, then at least one candidate that shadowed and was promoted.
