@@ -110,7 +110,9 @@ shadow_period = "3d"
 promotion = "auto"
 # After a promotion the previous champion shadows; the new one is rolled back automatically
 # when its live metric falls below the previous one's by rollback_margin within probation.
-probation = "14d"
+# "auto": twice the champion's label maturity plus a week, at least 14 days (outcomes of the
+# probation's first days must have matured before it ends).
+probation = "auto"
 rollback_margin = 0.05
 """
 
@@ -270,7 +272,9 @@ average_precision. Got 'f1'.
     monitor_lookback: str = "21d"  # each monitor run covers this much of the recent past
     shadow_period: str = "3d"  # a candidate scores live traffic this long before a decision
     promotion: str = "auto"  # "auto" or "approve" (a human runs minder models approve V)
-    probation: str = "14d"  # after a promotion, watch the new champion this long
+    # After a promotion, watch the new champion this long; "auto": max(14d, 2 x the champion's
+    # maturity + 7d), so that the outcomes of its first days mature before probation ends.
+    probation: str = "auto"
     rollback_margin: float = 0.05  # roll back when it falls this far below the previous one
 
     def __post_init__(self) -> None:
@@ -302,7 +306,9 @@ average_precision. Got 'f1'.
         for key in ("schedule", "recency_half_life"):
             if getattr(self, key) != "":
                 self._duration(key)
-        for key in ("min_interval", "train_window", "shadow_period", "probation",
+        if self.probation != "auto":
+            self._duration("probation")
+        for key in ("min_interval", "train_window", "shadow_period",
                     "monitor_every", "monitor_lookback"):  # fmt: skip
             self._duration(key, allow_zero=key != "train_window")
         if self.maturity != "auto":

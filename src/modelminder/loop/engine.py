@@ -276,7 +276,7 @@ def _watch_probation(
             reg.clear_alias("shadow", actor=ACTOR, reason="rolled back")
         record("rolled_back", text, {"version": new, "to": old, "live": live.to_json()})
         return "rolled", text
-    if now - (state.since or now) >= cfg.us("probation"):
+    if now - (state.since or now) >= _probation_us(project, new):
         _end_probation(project, log, f"probation of {new} is over", record)
         return "ended", ""
     # Ended early (so that a due retrain may go ahead) only once the new champion is shown
@@ -291,6 +291,16 @@ def _watch_probation(
         f"champion {new} is on probation against {old} ({shown}; it ends early only once "
         f"{new} is shown better on at least {MIN_LIVE_POSITIVES} frauds)"
     )
+
+
+def _probation_us(project: Project, version: str) -> int:
+    """How long a new champion stays on probation (``[loop].probation``; see LoopConfig)."""
+    cfg = project.loop
+    if cfg.probation != "auto":
+        return cfg.us("probation")
+    with Registry.open(project.root) as reg:
+        maturity = reg.get(version).card.label_policy.maturity_us
+    return max(14 * DAY_US, 2 * maturity + 7 * DAY_US)
 
 
 def _end_probation(project: Project, log: EventLog, why: str, record: Any) -> None:
