@@ -70,3 +70,22 @@ def scores(y: Array, p: Array, rate: float = ALERT_RATE) -> dict[str, float]:
         "rows": float(len(y)),
         "positives": float(np.sum(y)),
     }
+
+
+def auc_standard_error(auc_value: float, positives: int, negatives: int) -> float:
+    """Hanley and McNeil's (1982) standard error of an AUC measured on ``positives`` and
+    ``negatives`` (NaN when either is zero).
+
+    Examples
+    --------
+    >>> round(auc_standard_error(0.9, 30, 3000), 3)
+    0.038
+    """
+    if positives <= 0 or negatives <= 0 or not math.isfinite(auc_value):
+        return math.nan
+    a = auc_value
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (positives - 1) * (q1 - a * a) + (negatives - 1) * (q2 - a * a)) / (
+        positives * negatives
+    )
+    return math.sqrt(max(var, 0.0))

@@ -22,7 +22,6 @@ never replaced): the result is the metric over time for both, with the loop's de
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import shutil
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from modelminder.events.outcomes import outcomes
 from modelminder.events.predictions import Prediction, PredictionTopic, served_features
 from modelminder.logreplay import replay_log
 from modelminder.loop.engine import Decision, RunContext, run_once
+from modelminder.loop.engine import day_text as _day
 from modelminder.metrics import auc, recall_at_alert_rate
 from modelminder.model.ensemble import Ensemble
 from modelminder.project import CONFIG_NAME, LoopConfig, Project, load_project
@@ -316,7 +316,3 @@ def _metric_fn(cfg: LoopConfig) -> Callable[[Any, Any], float]:
     if cfg.metric == "average_precision":
         return average_precision
     return lambda y, p: recall_at_alert_rate(y, p, cfg.alert_rate) if len(y) else math.nan
-
-
-def _day(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).strftime("%Y-%m-%d")

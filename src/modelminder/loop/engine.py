@@ -67,7 +67,6 @@ class RunContext:
     clock: Clock = field(default_factory=WallClock)
     features: pl.DataFrame | None = None
     say: Say = field(default=lambda _m: None)
-    monitor: bool = True
 
 
 def request_retrain(
@@ -125,7 +124,7 @@ def _run(ctx: RunContext, log: EventLog, lock: LoopLock, now: int, force: str) -
         )
         state = st.fold(st.read_records(log))
     alerts: list[Alert] = []
-    if ctx.monitor and champion:
+    if champion:
         due = state.last_monitor_at is None or now - state.last_monitor_at >= cfg.us(
             "monitor_every"
         )
@@ -496,8 +495,12 @@ def _metric(name: str) -> str:
             "average_precision": "average precision"}[name]  # fmt: skip
 
 
-def _day(us: int) -> str:
+def day_text(us: int) -> str:
+    """A UTC time as its date, as the loop's decisions print it."""
     return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).strftime("%Y-%m-%d")
+
+
+_day = day_text
 
 
 __all__ = [

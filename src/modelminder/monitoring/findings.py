@@ -15,11 +15,12 @@ import numpy as np
 import polars as pl
 
 from modelminder.events.log import EventLog
+from modelminder.metrics import auc_standard_error
 from modelminder.model.reference import Reference
 from modelminder.monitoring.alerts import Alert
 from modelminder.monitoring.config import MonitorConfig
 from modelminder.monitoring.drift import DriftMonitor, DriftReport
-from modelminder.monitoring.performance import auc_standard_error, measure
+from modelminder.monitoring.performance import measure
 from modelminder.monitoring.signals import probing_findings, range_findings, volume_findings
 from modelminder.monitoring.skew import check_served
 from modelminder.registry.store import ModelRecord

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelminder.metrics import auc, average_precision, calibration_error
+from modelminder.metrics import auc, auc_standard_error, average_precision, calibration_error
 
 FloatArray = npt.NDArray[np.float64]
 MIN_POSITIVES = 5  # below this, measured AUC/AP are not reported (too noisy to read)
@@ -144,25 +144,6 @@ def expected(scores: FloatArray, threshold: float) -> dict[str, float]:
         precision_at = np.cumsum(p) / np.arange(1, len(p) + 1)
         out["average_precision"] = float(np.sum(p * precision_at) / total)
     return out
-
-
-def auc_standard_error(auc_value: float, positives: int, negatives: int) -> float:
-    """Hanley and McNeil's standard error of an AUC measured on ``positives`` and
-    ``negatives`` (NaN when either is zero).
-
-    Examples
-    --------
-    >>> round(auc_standard_error(0.9, 30, 3000), 3)
-    0.038
-    """
-    if positives <= 0 or negatives <= 0 or not math.isfinite(auc_value):
-        return math.nan
-    a = auc_value
-    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    var = (a * (1 - a) + (positives - 1) * (q1 - a * a) + (negatives - 1) * (q2 - a * a)) / (
-        positives * negatives
-    )
-    return math.sqrt(max(var, 0.0))
 
 
 def _ordered_within(block_p: FloatArray, block_n: FloatArray) -> float:

@@ -43,6 +43,7 @@ import math
 from dataclasses import dataclass
 
 from modelminder.errors import TrainingError
+from modelminder.metrics import auc_standard_error
 from modelminder.model.card import Check, GuardReport, Scores, Verdict
 
 __all__ = [
@@ -100,30 +101,6 @@ class GateRules:
                 f"Gate rule 'gap_z' must be a number of standard errors in (0, 10], like 2. "
                 f"Got {z!r}."
             )
-
-
-def auc_standard_error(auc_value: float, positives: int, negatives: int) -> float:
-    """Hanley and McNeil's (1982) standard error of an AUC measured on ``positives`` and
-    ``negatives`` (NaN when either is zero or the AUC is not finite).
-
-    The same formula as :func:`modelminder.monitoring.performance.auc_standard_error`, which
-    training may not import (peer layers).
-
-    Examples
-    --------
-    >>> round(auc_standard_error(0.9, 30, 3000), 3)
-    0.038
-    >>> auc_standard_error(float("nan"), 30, 3000)
-    nan
-    """
-    if positives <= 0 or negatives <= 0 or not math.isfinite(auc_value):
-        return math.nan
-    a = auc_value
-    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    var = (a * (1 - a) + (positives - 1) * (q1 - a * a) + (negatives - 1) * (q2 - a * a)) / (
-        positives * negatives
-    )
-    return math.sqrt(max(var, 0.0))
 
 
 def scores_standard_error(s: Scores) -> float:

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelminder.metrics import auc, average_precision, scores
+from modelminder.metrics import auc, auc_standard_error, average_precision, scores
 from modelminder.model.card import GuardReport
-from modelminder.training.gate import GateRules, auc_standard_error, auc_tolerance
+from modelminder.training.gate import GateRules, auc_tolerance
 
 Array = npt.NDArray[Any]
 DAY_US = 86_400_000_000
